@@ -1,0 +1,290 @@
+"""Per-partner windowed heart metrics at each tick: HR10, RMSSD, SDNN, mean NN, HR slope.
+
+Every tick is evaluated at once from prefix sums over the beats (no loop per tick).
+NN intervals are int64 counts of 1/1024 s, so every windowed sum is an exact integer
+and a metric depends only on the beats inside its window: evaluating one tick on the
+trailing beats (live) and all ticks on the whole session (batch) gives the same bits.
+Definitions follow the Task Force of the ESC/NASPE (1996) HRV standards, as computed
+by NeuroKit2's ``hrv_time`` (Makowski et al. 2021): SDNN with ddof = 1, RMSSD over
+successive differences of adjacent beats only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Mapping, Protocol
+
+import numpy as np
+
+from devices.hrs import RR_UNITS_PER_SECOND
+
+MS_PER_UNIT = 1000.0 / RR_UNITS_PER_SECOND  # exact in binary (0.9765625)
+BPM_UNITS = 60 * RR_UNITS_PER_SECOND  # HR in bpm = BPM_UNITS / NN in units
+_HR_MILLI_BPM_UNITS = 1000 * BPM_UNITS
+_SLOPE_CHUNK_ELEMENTS = 1 << 20  # bounds the memory of the gathered slope windows
+
+
+class MetricsInputError(ValueError):
+    """Beats or ticks that the windowed metrics cannot be computed from."""
+
+
+class NNSeriesLike(Protocol):
+    """Beats of one partner: time (s), NN interval (1/1024 s), adjacency to the previous."""
+
+    t_s: np.ndarray
+    nn_units: np.ndarray
+    contiguous: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class NNSeries:
+    """A plain container satisfying NNSeriesLike (t_s float64, nn_units int64, contiguous bool)."""
+
+    t_s: np.ndarray
+    nn_units: np.ndarray
+    contiguous: np.ndarray
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Windows (s) and the fewest beats a window needs for a metric (else NaN).
+
+    The metric names carry the default window lengths (hr10, rmssd30, ...).
+    A window of W s at tick T holds the beats with time in (T - W, T].
+    """
+
+    hr_window_s: float = 10.0  # HR10: mean HR
+    short_window_s: float = 30.0  # RMSSD, ln RMSSD, SDNN, mean NN "30"
+    long_window_s: float = 60.0  # the same "60"
+    slope_window_s: float = 15.0  # least-squares HR slope
+    min_beats_hr: int = 3
+    min_beats_short: int = 5  # RMSSD also needs min_beats_short - 1 successive differences
+    min_beats_long: int = 10  # likewise min_beats_long - 1 for RMSSD 60
+    min_beats_slope: int = 5
+
+    @property
+    def lookback_s(self) -> float:
+        """The longest window: live callers pass at least the beats of the last lookback_s."""
+        return max(self.hr_window_s, self.short_window_s, self.long_window_s, self.slope_window_s)
+
+
+@dataclass(frozen=True, eq=False)
+class MetricFrame:
+    """Per-tick metrics of one partner; every array is float64, one value per tick.
+
+    NaN where the window holds too few beats; ln_rmssd is NaN when RMSSD is 0.
+    """
+
+    tick_t_s: np.ndarray
+    hr10_bpm: np.ndarray
+    n_beats10: np.ndarray
+    mean_nn30_ms: np.ndarray
+    rmssd30_ms: np.ndarray
+    ln_rmssd30: np.ndarray
+    sdnn30_ms: np.ndarray
+    n_beats30: np.ndarray
+    mean_nn60_ms: np.ndarray
+    rmssd60_ms: np.ndarray
+    ln_rmssd60: np.ndarray
+    sdnn60_ms: np.ndarray
+    n_beats60: np.ndarray
+    hr_slope15_bpm_per_min: np.ndarray
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """All arrays by name, tick_t_s first."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class _Prefix:
+    """Exact integer prefix sums over the beats; element k sums beats [0, k)."""
+
+    n: np.ndarray  # 0..len
+    s1: np.ndarray  # sum of nn
+    s2: np.ndarray  # sum of nn^2
+    d2: np.ndarray  # sum of squared successive differences ending at a beat
+    nd: np.ndarray  # count of those differences
+
+
+def _cumsum0(x: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(x) + 1, np.int64)
+    np.cumsum(x, out=out[1:])
+    return out
+
+
+def _prefix(nn: np.ndarray, contiguous: np.ndarray) -> _Prefix:
+    diff = np.zeros(len(nn), np.int64)
+    diff[1:] = np.diff(nn)
+    valid = contiguous.copy()
+    valid[:1] = False  # the first beat given has no predecessor here
+    diff[~valid] = 0
+    return _Prefix(
+        n=np.arange(len(nn) + 1, dtype=np.int64),
+        s1=_cumsum0(nn),
+        s2=_cumsum0(nn * nn),
+        d2=_cumsum0(diff * diff),
+        nd=_cumsum0(valid.astype(np.int64)),
+    )
+
+
+def _bounds(t_s: np.ndarray, tick_t_s: np.ndarray, window_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Index range [lo, hi) of the beats with time in (tick - window, tick]."""
+    lo = np.searchsorted(t_s, tick_t_s - window_s, side="right")
+    hi = np.searchsorted(t_s, tick_t_s, side="right")
+    return lo, hi
+
+
+def _nan_unless(ok: np.ndarray, value: np.ndarray) -> np.ndarray:
+    return np.where(ok, value, np.nan)
+
+
+def _hrv_window(p: _Prefix, lo: np.ndarray, hi: np.ndarray, min_beats: int) -> dict[str, np.ndarray]:
+    """Mean NN, RMSSD, ln RMSSD, SDNN (ms) and beat count for windows [lo, hi)."""
+    n = hi - lo
+    s1 = p.s1[hi] - p.s1[lo]
+    s2 = p.s2[hi] - p.s2[lo]
+    # Differences end at beats lo+1 .. hi-1: both beats of a pair lie in the window.
+    first_pair = np.minimum(lo + 1, hi)
+    d2 = p.d2[hi] - p.d2[first_pair]
+    nd = p.nd[hi] - p.nd[first_pair]
+    enough = n >= max(min_beats, 2)
+    enough_d = enough & (nd >= max(min_beats - 1, 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_nn = (s1 * 1000).astype(np.float64) / (n * RR_UNITS_PER_SECOND)
+        # n*S2 - S1^2 is an exact integer: no cancellation before the one division.
+        # Range: a 60-s window of NN >= 300 ms holds <= 200 beats of <= 2048 units,
+        # so n*S2 <= 200^2 * 2048^2 ~ 1.7e11, far inside int64 (9.2e18).
+        var = (n * s2 - s1 * s1).astype(np.float64) / (n * (n - 1))
+        sdnn = np.sqrt(var) * MS_PER_UNIT
+        rmssd = np.sqrt(d2.astype(np.float64) / nd) * MS_PER_UNIT
+        ln_rmssd = np.log(np.where(rmssd > 0, rmssd, np.nan))
+    return {
+        "mean_nn": _nan_unless(enough, mean_nn),
+        "rmssd": _nan_unless(enough_d, rmssd),
+        "ln_rmssd": _nan_unless(enough_d, ln_rmssd),
+        "sdnn": _nan_unless(enough, sdnn),
+        "n": n.astype(np.float64),
+    }
+
+
+def _hr_slope(
+    t_s: np.ndarray, nn: np.ndarray, tick_t_s: np.ndarray, cfg: MetricsConfig
+) -> np.ndarray:
+    """Least-squares slope (bpm/min) of instantaneous HR against beat time, per tick.
+
+    Beat times are quantised to 1/1024 s and HR to milli-bpm, and the times are
+    centred on the middle of each window, so the fit's sums are exact integers
+    over the window's own beats: the result cannot depend on where the arrays start.
+    """
+    w = cfg.slope_window_s
+    lo, hi = _bounds(t_s, tick_t_s, w)
+    n = hi - lo
+    t_q = np.rint(t_s * RR_UNITS_PER_SECOND).astype(np.int64)
+    hr_q = (2 * _HR_MILLI_BPM_UNITS + nn) // (2 * nn)  # round(1000 * 61440 / nn)
+    centre_q = np.rint((tick_t_s - w / 2) * RR_UNITS_PER_SECOND).astype(np.int64)
+    sx = np.zeros(len(tick_t_s), np.int64)
+    sy, sxx, sxy = sx.copy(), sx.copy(), sx.copy()
+    width = int(n.max(initial=0))
+    if width:
+        step = max(1, _SLOPE_CHUNK_ELEMENTS // width)
+        offsets = np.arange(width)
+        for start in range(0, len(tick_t_s), step):  # chunks of ticks, only to bound memory
+            part = slice(start, start + step)
+            idx = lo[part, None] + offsets
+            inside = idx < hi[part, None]
+            idx = np.where(inside, idx, 0)
+            x = np.where(inside, t_q[idx] - centre_q[part, None], 0)
+            y = np.where(inside, hr_q[idx], 0)
+            sx[part] = x.sum(axis=1)
+            sy[part] = y.sum(axis=1)
+            sxx[part] = (x * x).sum(axis=1)
+            sxy[part] = (x * y).sum(axis=1)
+    den = n * sxx - sx * sx  # exact: |x| <= w/2 in 1/1024 s
+    num = n.astype(np.float64) * sxy - sx.astype(np.float64) * sy
+    ok = (n >= max(cfg.min_beats_slope, 2)) & (den > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # milli-bpm per 1/1024 s -> bpm per minute: * 1024 * 60 / 1000
+        slope = num / den * (RR_UNITS_PER_SECOND * 60 / 1000)
+    return _nan_unless(ok, slope)
+
+
+def _validated(beats: NNSeriesLike, tick_t_s: np.ndarray) -> tuple[np.ndarray, ...]:
+    t_s = np.asarray(beats.t_s, dtype=np.float64)
+    nn = np.asarray(beats.nn_units)
+    contiguous = np.asarray(beats.contiguous, dtype=bool)
+    ticks = np.asarray(tick_t_s, dtype=np.float64)
+    if not (len(t_s) == len(nn) == len(contiguous)):
+        raise MetricsInputError(
+            f"beat arrays differ in length: t_s {len(t_s)}, nn_units {len(nn)}, "
+            f"contiguous {len(contiguous)}"
+        )
+    if nn.dtype.kind not in "iu":
+        raise MetricsInputError(f"nn_units must be integer 1/1024 s counts, got dtype {nn.dtype}")
+    nn = nn.astype(np.int64)
+    if len(nn) and nn.min() < 1:
+        bad = int(np.argmin(nn))
+        raise MetricsInputError(f"nn_units[{bad}] = {nn[bad]}: NN intervals must be >= 1 unit")
+    if not np.all(np.isfinite(t_s)) or not np.all(np.isfinite(ticks)):
+        raise MetricsInputError("beat times and tick times must be finite")
+    if len(t_s) > 1 and np.any(np.diff(t_s) < 0):
+        bad = int(np.argmax(np.diff(t_s) < 0)) + 1
+        raise MetricsInputError(f"beat times go back in time at beat {bad}: t_s must be sorted")
+    return t_s, nn, contiguous, ticks
+
+
+def compute_metrics(
+    beats: NNSeriesLike, tick_t_s: np.ndarray, cfg: MetricsConfig = MetricsConfig()
+) -> MetricFrame:
+    """Windowed metrics of one partner at every tick, vectorised over ticks.
+
+    beats: beat times (s since session start, sorted), NN intervals (int64, 1/1024 s,
+    already artifact-corrected or not: not this function's concern) and contiguity
+    (False where the previous beat is not the adjacent one: no successive
+    difference is taken there). tick_t_s: tick times (s). Live callers pass the
+    beats of at least the last ``cfg.lookback_s`` before the tick; the values are
+    bit-identical to a batch call over the whole session.
+    HR10 = 60 * n / sum(NN) over the window (bpm); RMSSD, SDNN, mean NN in ms as
+    in NeuroKit2 hrv_time (SDNN ddof = 1); slope in bpm per minute.
+    """
+    t_s, nn, contiguous, ticks = _validated(beats, tick_t_s)
+    p = _prefix(nn, contiguous)
+
+    lo, hi = _bounds(t_s, ticks, cfg.hr_window_s)
+    n10 = hi - lo
+    s10 = p.s1[hi] - p.s1[lo]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hr10 = (n10 * BPM_UNITS).astype(np.float64) / s10
+    hr10 = _nan_unless(n10 >= max(cfg.min_beats_hr, 1), hr10)
+
+    short = _hrv_window(p, *_bounds(t_s, ticks, cfg.short_window_s), cfg.min_beats_short)
+    long = _hrv_window(p, *_bounds(t_s, ticks, cfg.long_window_s), cfg.min_beats_long)
+    return MetricFrame(
+        tick_t_s=ticks,
+        hr10_bpm=hr10,
+        n_beats10=n10.astype(np.float64),
+        mean_nn30_ms=short["mean_nn"],
+        rmssd30_ms=short["rmssd"],
+        ln_rmssd30=short["ln_rmssd"],
+        sdnn30_ms=short["sdnn"],
+        n_beats30=short["n"],
+        mean_nn60_ms=long["mean_nn"],
+        rmssd60_ms=long["rmssd"],
+        ln_rmssd60=long["ln_rmssd"],
+        sdnn60_ms=long["sdnn"],
+        n_beats60=long["n"],
+        hr_slope15_bpm_per_min=_hr_slope(t_s, nn, ticks, cfg),
+    )
+
+
+def compute_metrics_by_partner(
+    beats_by_partner: Mapping[str, NNSeriesLike],
+    tick_t_s: np.ndarray,
+    cfg: MetricsConfig = MetricsConfig(),
+) -> dict[str, MetricFrame]:
+    """compute_metrics for each partner ("a", "b") on the same ticks (batch entry point)."""
+    return {key: compute_metrics(beats, tick_t_s, cfg) for key, beats in beats_by_partner.items()}
+
+
+def session_ticks(duration_s: float) -> np.ndarray:
+    """Tick times of a session: whole seconds 1, 2, ... up to duration_s (float64)."""
+    return np.arange(1, int(np.floor(duration_s)) + 1, dtype=np.float64)
