@@ -7,6 +7,7 @@ Measurement, 0x2A37), 3.31 (Body Sensor Location, 0x2A38) and 3.27 (Battery Leve
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -123,7 +124,7 @@ def parse_hrm(payload: bytes | bytearray | memoryview) -> HeartRateMeasurement:
                 len(data) - 1,
                 f"{rest} byte(s) of RR intervals is not a whole number of uint16 values",
             )
-        units = [int.from_bytes(data[i : i + 2], "little") for i in range(offset, len(data), 2)]
+        units = struct.unpack_from(f"<{rest // 2}H", data, offset)
         zeros = units.count(0)
         rr_ms = tuple(u * 1000 / RR_UNITS_PER_SECOND for u in units if u)
     # Without the RR flag, octets after the known fields are ignored: the

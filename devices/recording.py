@@ -227,7 +227,7 @@ class RecordingWriter:
             # MTIME 0 ("not given", RFC 1952 2.3.1): the start time is in the header
             # line, and a fixed value makes equal sessions give equal files.
             self._gzip = (
-                gzip.GzipFile(fileobj=self._raw, mode="wb", mtime=0)
+                gzip.GzipFile(filename="", fileobj=self._raw, mode="wb", mtime=0)
                 if self.path.suffix.lower() == ".gz"
                 else None
             )

@@ -1,0 +1,1 @@
+"""The local web dashboard: FastAPI app, WebSocket fan-out and static pages."""
