@@ -64,12 +64,15 @@ class BeatSeries:
         beat, so a successive difference rr[i] - rr[i-1] is meaningful.
     malformed: per reason code, notifications skipped as malformed (the parser's
         codes) and RR values of 0 dropped ("rr_zero"), up to the last beat.
+    arrival_t_s: when the notification carrying the beat arrived (s since session
+        start, non-decreasing): what a live pipeline could know at which tick.
     """
 
     t_s: np.ndarray
     rr_units: np.ndarray
     contiguous: np.ndarray
     malformed: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    arrival_t_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def rr_ms(self) -> np.ndarray:
@@ -109,6 +112,7 @@ class BeatTimer:
         self._t_s: list[float] = []
         self._rr_units: list[int] = []
         self._contiguous: list[bool] = []
+        self._arrival_t_s: list[float] = []
         self.reanchor_count = 0
 
     @property
@@ -183,6 +187,7 @@ class BeatTimer:
             self._t_s.append(t_s)
             self._rr_units.append(rr)
             self._contiguous.append(contiguous)
+            self._arrival_t_s.append(arrival_s)
             self._last_beat_t_s = t_s
             contiguous = not damaged
         self._cum_units = last_cum
@@ -200,6 +205,7 @@ class BeatTimer:
             rr_units=np.array(self._rr_units[start:], dtype=np.int64),
             contiguous=np.array(self._contiguous[start:], dtype=bool),
             malformed=self.malformed_counts,
+            arrival_t_s=np.array(self._arrival_t_s[start:], dtype=np.float64),
         )
 
     def series(self) -> BeatSeries:

@@ -86,6 +86,16 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from monitor.analyze import analyze_files
+
+    files = [Path(f) for f in args.files]
+    missing = [str(f) for f in files if not f.exists()]
+    if missing:
+        raise CliError(f"no such recording: {', '.join(missing)}")
+    return analyze_files(files, as_json=args.json, config_path=args.config, jobs=args.jobs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `coreg`, with every sub-command."""
     parser = argparse.ArgumentParser(
@@ -106,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=1.0, help="replay speed (1 = real time)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.set_defaults(func=_cmd_replay)
+
+    p = sub.add_parser("analyze", help="run the whole pipeline over recordings, as fast as it goes")
+    p.add_argument("files", nargs="+", help="coreg-session recordings")
+    p.add_argument("--json", action="store_true", help="one JSON object per file per line on stdout")
+    p.add_argument("--config", help="a TOML file of settings to use instead of the defaults")
+    p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: one per core)")
+    p.set_defaults(func=_cmd_analyze)
 
     p = sub.add_parser("scan", help="list heart-rate straps in range")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to listen")

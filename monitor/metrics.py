@@ -127,10 +127,18 @@ def _prefix(nn: np.ndarray, contiguous: np.ndarray) -> _Prefix:
     )
 
 
-def _bounds(t_s: np.ndarray, tick_t_s: np.ndarray, window_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """Index range [lo, hi) of the beats with time in (tick - window, tick]."""
+def _bounds(
+    t_s: np.ndarray, tick_t_s: np.ndarray, window_s: float, known: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Index range [lo, hi) of the beats with time in (tick - window, tick].
+
+    ``known`` caps hi per tick: the number of leading beats available at that tick.
+    """
     lo = np.searchsorted(t_s, tick_t_s - window_s, side="right")
     hi = np.searchsorted(t_s, tick_t_s, side="right")
+    if known is not None:
+        hi = np.minimum(hi, known)
+        lo = np.minimum(lo, hi)
     return lo, hi
 
 
@@ -168,7 +176,11 @@ def _hrv_window(p: _Prefix, lo: np.ndarray, hi: np.ndarray, min_beats: int) -> d
 
 
 def _hr_slope(
-    t_s: np.ndarray, nn: np.ndarray, tick_t_s: np.ndarray, cfg: MetricsConfig
+    t_s: np.ndarray,
+    nn: np.ndarray,
+    tick_t_s: np.ndarray,
+    cfg: MetricsConfig,
+    known: np.ndarray | None = None,
 ) -> np.ndarray:
     """Least-squares slope (bpm/min) of instantaneous HR against beat time, per tick.
 
@@ -177,7 +189,7 @@ def _hr_slope(
     over the window's own beats: the result cannot depend on where the arrays start.
     """
     w = cfg.slope_window_s
-    lo, hi = _bounds(t_s, tick_t_s, w)
+    lo, hi = _bounds(t_s, tick_t_s, w, known)
     n = hi - lo
     t_q = np.rint(t_s * RR_UNITS_PER_SECOND).astype(np.int64)
     hr_q = (2 * _HR_MILLI_BPM_UNITS + nn) // (2 * nn)  # round(1000 * 61440 / nn)
@@ -233,7 +245,10 @@ def _validated(beats: NNSeriesLike, tick_t_s: np.ndarray) -> tuple[np.ndarray, .
 
 
 def compute_metrics(
-    beats: NNSeriesLike, tick_t_s: np.ndarray, cfg: MetricsConfig = MetricsConfig()
+    beats: NNSeriesLike,
+    tick_t_s: np.ndarray,
+    cfg: MetricsConfig = MetricsConfig(),
+    available_t_s: np.ndarray | None = None,
 ) -> MetricFrame:
     """Windowed metrics of one partner at every tick, vectorised over ticks.
 
@@ -245,19 +260,25 @@ def compute_metrics(
     bit-identical to a batch call over the whole session.
     HR10 = 60 * n / sum(NN) over the window (bpm); RMSSD, SDNN, mean NN in ms as
     in NeuroKit2 hrv_time (SDNN ddof = 1); slope in bpm per minute.
+    ``available_t_s`` (optional, non-decreasing, per beat): when each beat became
+    known. A batch caller passes it so that tick T uses only beats known by T, as a
+    live caller (who only has those) does.
     """
     t_s, nn, contiguous, ticks = _validated(beats, tick_t_s)
     p = _prefix(nn, contiguous)
+    known = None
+    if available_t_s is not None:
+        known = np.searchsorted(np.asarray(available_t_s, dtype=np.float64), ticks, side="right")
 
-    lo, hi = _bounds(t_s, ticks, cfg.hr_window_s)
+    lo, hi = _bounds(t_s, ticks, cfg.hr_window_s, known)
     n10 = hi - lo
     s10 = p.s1[hi] - p.s1[lo]
     with np.errstate(divide="ignore", invalid="ignore"):
         hr10 = (n10 * BPM_UNITS).astype(np.float64) / s10
     hr10 = _nan_unless(n10 >= max(cfg.min_beats_hr, 1), hr10)
 
-    short = _hrv_window(p, *_bounds(t_s, ticks, cfg.short_window_s), cfg.min_beats_short)
-    long = _hrv_window(p, *_bounds(t_s, ticks, cfg.long_window_s), cfg.min_beats_long)
+    short = _hrv_window(p, *_bounds(t_s, ticks, cfg.short_window_s, known), cfg.min_beats_short)
+    long = _hrv_window(p, *_bounds(t_s, ticks, cfg.long_window_s, known), cfg.min_beats_long)
     return MetricFrame(
         tick_t_s=ticks,
         hr10_bpm=hr10,
@@ -272,7 +293,7 @@ def compute_metrics(
         ln_rmssd60=long["ln_rmssd"],
         sdnn60_ms=long["sdnn"],
         n_beats60=long["n"],
-        hr_slope15_bpm_per_min=_hr_slope(t_s, nn, ticks, cfg),
+        hr_slope15_bpm_per_min=_hr_slope(t_s, nn, ticks, cfg, known),
     )
 
 

@@ -1,0 +1,202 @@
+"""Linkage: how the two partners' heart rates move together, second by second.
+
+Following DESIGN.md: both HR series are resampled to 4 Hz, each 30 s window is linearly
+detrended, and the Pearson correlation of the residuals is taken at every lag within
+±5 s; the linkage is the correlation at the lag whose magnitude is largest. Positive
+means in phase, negative anti-phase. (Windowed cross-correlation of interbeat series is
+the usual dyadic-synchrony measure, e.g. Reed et al. 2013; Palumbo et al. 2017 review.)
+
+Every windowed sum comes from running prefix sums. They are built by ``Prefix.extend``,
+which continues a cumulative sum exactly where it stopped, so a live run that extends
+them one tick at a time holds the same bits as a batch run that builds them at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+UNITS_PER_MINUTE = 60 * 1024  # 60 s in the strap's 1/1024 s unit
+
+
+@dataclass(frozen=True)
+class LinkageConfig:
+    """Linkage settings.
+
+    fs_hz: resampling rate of the HR series (samples per second; ticks fall on samples).
+    window_s: correlation window.
+    max_lag_s: lags searched on either side.
+    max_hold_s: an HR sample older than this since the last beat is missing (a gap).
+    hr_offset_bpm: subtracted before summing, to keep the prefix sums small.
+    """
+
+    fs_hz: int = 4
+    window_s: float = 30.0
+    max_lag_s: float = 5.0
+    max_hold_s: float = 3.0
+    hr_offset_bpm: float = 70.0
+
+    @property
+    def window_n(self) -> int:
+        return int(round(self.window_s * self.fs_hz))
+
+    @property
+    def max_lag_n(self) -> int:
+        return int(round(self.max_lag_s * self.fs_hz))
+
+
+def resample_hr(
+    beat_t_s: np.ndarray,
+    nn_units: np.ndarray,
+    available_t_s: np.ndarray,
+    first_sample: int,
+    stop_sample: int,
+    cfg: LinkageConfig,
+) -> np.ndarray:
+    """Instantaneous HR (bpm) on the grid j / fs_hz for j in [first_sample, stop_sample).
+
+    Each sample holds the HR of the latest beat at or before it (step hold: causal, so a
+    sample never changes once computed), counting only beats already available at the
+    whole second that first covers the sample. NaN where no beat is within max_hold_s.
+    """
+    j = np.arange(first_sample, stop_sample, dtype=np.int64)
+    s_t = j / cfg.fs_hz
+    tick_t = np.ceil(s_t)
+    last = np.minimum(
+        np.searchsorted(beat_t_s, s_t, side="right"),
+        np.searchsorted(available_t_s, tick_t, side="right"),
+    ) - 1
+    out = np.full(j.shape, np.nan)
+    ok = last >= 0
+    idx = last[ok]
+    fresh = s_t[ok] - beat_t_s[idx] <= cfg.max_hold_s
+    vals = np.full(idx.shape, np.nan)
+    vals[fresh] = UNITS_PER_MINUTE / nn_units[idx[fresh]]
+    out[ok] = vals
+    return out
+
+
+class Prefix:
+    """Running prefix sums of several series, extendable without changing past bits.
+
+    Column j of ``sums`` is the sum of samples 1..(base + j). Live mode calls ``trim``
+    to hold only the last ``keep`` columns (windows never reach further back), so a
+    session of any length uses bounded memory; dropping old columns changes no value.
+    """
+
+    def __init__(self, n_series: int, keep: int) -> None:
+        self.keep = keep
+        self.base = 0
+        self.sums = np.zeros((n_series, 1))
+
+    def extend(self, values: np.ndarray) -> None:
+        """Append ``values`` (n_series × m) to the running sums."""
+        if values.shape[1] == 0:
+            return
+        start = self.sums[:, -1:]
+        more = np.cumsum(np.concatenate([start, values], axis=1), axis=1)[:, 1:]
+        self.sums = np.concatenate([self.sums, more], axis=1)
+
+    def trim(self) -> None:
+        """Forget columns that no window can reach any more (live mode's memory bound).
+
+        Trims only once the excess is as large as what is kept, so trimming is rare.
+        """
+        excess = self.sums.shape[1] - self.keep
+        if excess > self.keep:
+            self.sums = self.sums[:, excess:].copy()
+            self.base += excess
+
+    def window(self, row: int, stop: np.ndarray, n: int) -> np.ndarray:
+        """Sum of series ``row`` over samples (stop - n, stop], 1-based sample indices."""
+        return self.sums[row, stop - self.base] - self.sums[row, stop - n - self.base]
+
+
+class LinkageTracker:
+    """Per-tick linkage of two 4 Hz HR series, fed as samples arrive.
+
+    Batch and live use it alike: batch feeds all samples once, live feeds each tick's
+    four new samples; the prefix sums, and so the results, are identical.
+    """
+
+    def __init__(self, cfg: LinkageConfig) -> None:
+        self.cfg = cfg
+        self.lags = np.arange(-cfg.max_lag_n, cfg.max_lag_n + 1)
+        self.n_samples = 0
+        self._a = np.zeros(0)
+        self._b = np.zeros(0)
+        # rows: a, a², k·a, ok_a, b, b², k·b, ok_b, then a_k·b_{k+lag} for each lag
+        self._prefix = Prefix(8 + len(self.lags), keep=4 * (cfg.window_n + 2 * cfg.max_lag_n))
+
+    def feed(self, hr_a_bpm: np.ndarray, hr_b_bpm: np.ndarray) -> None:
+        """Append new 4 Hz samples of both partners (NaN where missing)."""
+        k0 = self.n_samples
+        m = len(hr_a_bpm)
+        lag_max = self.cfg.max_lag_n
+        a = np.nan_to_num(hr_a_bpm - self.cfg.hr_offset_bpm, nan=0.0)
+        b = np.nan_to_num(hr_b_bpm - self.cfg.hr_offset_bpm, nan=0.0)
+        ok_a = np.isfinite(hr_a_bpm).astype(float)
+        ok_b = np.isfinite(hr_b_bpm).astype(float)
+        k = np.arange(k0 + 1, k0 + m + 1, dtype=float)
+        self._a = np.concatenate([self._a[-2 * lag_max :], a])
+        self._b = np.concatenate([self._b[-2 * lag_max :], b])
+        kept = len(self._a) - m
+        cross = np.zeros((len(self.lags), m))
+        for row, lag in enumerate(self.lags):
+            # product pairs a at sample k - max(lag, 0), b at k - max(-lag, 0): the
+            # later sample of each pair is the new one, so nothing needs the future.
+            ia = np.arange(kept, kept + m) - max(lag, 0)
+            ib = np.arange(kept, kept + m) - max(-lag, 0)
+            valid = (ia >= 0) & (ib >= 0)
+            cross[row, valid] = self._a[ia[valid]] * self._b[ib[valid]]
+        values = np.vstack([a, a * a, k * a, ok_a, b, b * b, k * b, ok_b, cross])
+        self._prefix.extend(values)
+        self.n_samples += m
+
+    def trim(self) -> None:
+        """Drop sums older than any future window needs (live mode)."""
+        self._prefix.trim()
+
+    def at(self, stop_samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Linkage (r) and its lag (s, positive = b follows a) for windows ending at
+        each 1-based sample index in ``stop_samples``; NaN where data are missing.
+        """
+        n = self.cfg.window_n
+        stop = np.asarray(stop_samples, dtype=np.int64)
+        best_r = np.full(stop.shape, np.nan)
+        best_lag = np.full(stop.shape, np.nan)
+        enough = stop - n - self.cfg.max_lag_n >= 0
+        if not enough.any():
+            return best_r, best_lag
+        st = stop[enough]
+        t_mean = (n - 1) / 2
+        stt = n * (n * n - 1) / 12.0
+        p = self._prefix
+        r_all = np.full((len(self.lags), len(st)), np.nan)
+        for row, lag in enumerate(self.lags):
+            end_a = st - max(lag, 0)
+            end_b = st - max(-lag, 0)
+            full = (p.window(3, end_a, n) == n) & (p.window(7, end_b, n) == n)
+            sa, sb = p.window(0, end_a, n), p.window(4, end_b, n)
+            saa, sbb = p.window(1, end_a, n), p.window(5, end_b, n)
+            # Σ t·x with t counted from the window's first sample (t = k - (end - n) - 1)
+            sta = p.window(2, end_a, n) - (end_a - n + 1) * sa
+            stb = p.window(6, end_b, n) - (end_b - n + 1) * sb
+            sab = p.window(8 + row, st, n)
+            cta, ctb = sta - t_mean * sa, stb - t_mean * sb
+            rab = sab - sa * sb / n - cta * ctb / stt
+            raa = saa - sa * sa / n - cta * cta / stt
+            rbb = sbb - sb * sb / n - ctb * ctb / stt
+            denom = np.sqrt(np.maximum(raa, 0.0) * np.maximum(rbb, 0.0))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                r = np.where(full & (denom > 1e-9), rab / denom, np.nan)
+            r_all[row] = r
+        finite = np.isfinite(r_all).any(axis=0)
+        pick = np.argmax(np.where(np.isfinite(r_all), np.abs(r_all), -1.0), axis=0)
+        cols = np.arange(len(st))
+        r_best = np.where(finite, r_all[pick, cols], np.nan)
+        lag_best = np.where(finite, self.lags[pick] / self.cfg.fs_hz, np.nan)
+        best_r[enough] = r_best
+        best_lag[enough] = lag_best
+        return best_r, best_lag

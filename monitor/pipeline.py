@@ -1,0 +1,213 @@
+"""Batch mode: a whole recording through the pipeline, every tick at once.
+
+records → beats (beats.py) → artifact correction (artifacts.py) → metrics and quality
+(stages.py) → baseline and activation (baseline.py) → linkage (linkage.py) → detector
+(detector.py) → events. ``live.py`` runs the same stages one tick at a time; the two
+give identical arrays and events (tests/monitor/test_live.py).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import numpy as np
+
+from devices.records import Annotation, Record, SessionHeader, StatusChange
+from monitor.artifacts import correct_beats
+from monitor.baseline import Baseline
+from monitor.beats import BeatSeries, beats_by_partner
+from monitor.config import Config
+from monitor.detector import Detector, PartnerTick
+from monitor.events import Event
+from monitor.linkage import LinkageTracker, resample_hr
+from monitor.metrics import session_ticks
+from monitor.prompts import PromptCatalogue
+from monitor.quality import artifact_starts
+from monitor.stages import NNBeats, PartnerTicks, Settler, partner_activation, partner_ticks, raw_available_t_s
+
+PARTNERS = ("a", "b")
+
+
+@dataclass(frozen=True, eq=False)
+class PartnerResult:
+    """One partner's per-tick arrays, baseline and beat counts."""
+
+    ticks: PartnerTicks
+    delta_bpm: np.ndarray
+    activation_sd: np.ndarray
+    vagal_index: np.ndarray
+    baseline: Baseline | None
+    settled_t_s: float | None
+    n_raw_beats: int
+    n_corrected_beats: int
+    malformed: dict[str, int]
+
+    def columns(self) -> dict[str, np.ndarray]:
+        cols = self.ticks.columns()
+        cols.update(delta_bpm=self.delta_bpm, activation_sd=self.activation_sd, vagal_index=self.vagal_index)
+        return cols
+
+
+@dataclass(frozen=True, eq=False)
+class Analysis:
+    """Everything the pipeline says about a session."""
+
+    tick_t_s: np.ndarray
+    partners: dict[str, PartnerResult]
+    linkage_r: np.ndarray
+    linkage_lag_s: np.ndarray
+    events: list[Event]
+    config: Config
+    duration_s: float
+    names: dict[str, str] = field(default_factory=dict)
+
+
+def partner_nn(beats: BeatSeries, cfg: Config) -> tuple[NNBeats, int]:
+    """Artifact-corrected NN beats of one partner with their availability times."""
+    if len(beats) == 0:
+        return NNBeats.empty(), 0
+    cb = correct_beats(beats.rr_units, beats.t_s, beats.contiguous, cfg.artifacts)
+    avail_raw = raw_available_t_s(beats.arrival_t_s, beats.contiguous)
+    nn = NNBeats(
+        t_s=cb.t_s,
+        nn_units=cb.nn_units,
+        contiguous=cb.contiguous,
+        corrected=cb.corrected,
+        artifact_start=artifact_starts(cb.corrected, cb.contiguous),
+        available_t_s=avail_raw[cb.raw_index],
+    )
+    return nn, int(cb.corrected.sum())
+
+
+def connection_by_tick(records: list[Record], partner: str, tick_t_s: np.ndarray) -> np.ndarray:
+    """Whether the partner's strap is connected at each tick (True until told otherwise)."""
+    changes = [(r.t_s, r.status == "connected") for r in records if isinstance(r, StatusChange) and r.partner == partner]
+    if not changes:
+        return np.ones(len(tick_t_s), dtype=bool)
+    t = np.array([c[0] for c in changes])
+    state = np.array([c[1] for c in changes])
+    idx = np.searchsorted(t, tick_t_s, side="right") - 1
+    return np.where(idx >= 0, state[np.maximum(idx, 0)], True)
+
+
+def record_events(records: Iterable[Record]) -> list[Event]:
+    """Connection changes and annotations, at their own times."""
+    out = []
+    for r in records:
+        if isinstance(r, StatusChange):
+            out.append(Event(r.t_s, r.status, r.partner))
+        elif isinstance(r, Annotation):
+            out.append(Event(r.t_s, "annotation", None, {"text": r.text, "author": r.author}))
+    return out
+
+
+def quality_events(t_s: float, partner: str, state: str | None, prev: str | None, ticks: PartnerTicks, i: int) -> list[Event]:
+    """quality_low / quality_ok when a connected partner's signal changes state."""
+    if state == prev or state is None:
+        return []
+    if state == "low":
+        data = {"corrected_share": float(np.nan_to_num(ticks.corrected_share[i])), "gap_s": float(ticks.gap_s[i])}
+        return [Event(t_s, "quality_low", partner, data)]
+    if prev == "low":
+        return [Event(t_s, "quality_ok", partner)]
+    return []
+
+
+def quality_state(ticks: PartnerTicks, i: int) -> str | None:
+    """"ok", "low", or None while disconnected or before the first beat."""
+    if not ticks.connected[i] or not np.isfinite(ticks.gap_s[i]):
+        return None
+    return "ok" if ticks.quality_ok[i] else "low"
+
+
+def analyze_records(
+    header: SessionHeader,
+    records: list[Record],
+    cfg: Config | None = None,
+    *,
+    catalogue: PromptCatalogue | None = None,
+    baselines: dict[str, Baseline] | None = None,
+) -> Analysis:
+    """Run the whole pipeline over a recording's records (batch mode)."""
+    cfg = cfg or Config()
+    catalogue = catalogue or PromptCatalogue.load()
+    duration_s = max((r.t_s for r in records), default=0.0)
+    ticks = session_ticks(duration_s)
+    # As in live mode: the header says who wears a strap; a bare header means both.
+    present = [p for p in PARTNERS if p in header.partners] or list(PARTNERS)
+    beats = beats_by_partner(records, tuple(present), cfg.beats)
+    names = {p: header.partners[p].name for p in present if p in header.partners}
+
+    per: dict[str, PartnerTicks] = {}
+    nn_by: dict[str, NNBeats] = {}
+    n_corr: dict[str, int] = {}
+    for p in present:
+        nn_by[p], n_corr[p] = partner_nn(beats[p], cfg)
+        connected = connection_by_tick(records, p, ticks)
+        per[p] = partner_ticks(ticks, nn_by[p], beats[p].t_s, beats[p].arrival_t_s, connected, cfg)
+
+    events = [(e, 0) for e in record_events(records)]
+    tick_events: list[Event] = []
+    settlers = {p: Settler(cfg.baseline, (baselines or {}).get(p)) for p in present}
+    settled_at: dict[str, float | None] = {p: None for p in present}
+    qstate: dict[str, str | None] = {p: None for p in present}
+    detector = Detector(cfg.detector, catalogue, cfg.prompts, names)
+    dyad = len(present) == 2
+    acts = {}
+    for i, t in enumerate(ticks):
+        for p in present:
+            pt = per[p]
+            if settled_at[p] is None:
+                base = settlers[p].feed(float(t), float(pt.metrics.hr10_bpm[i]), float(pt.metrics.ln_rmssd30[i]), bool(pt.quality_ok[i]))
+                if base is not None:
+                    settled_at[p] = float(t)
+                    acts[p] = partner_activation(pt, base, cfg.baseline)
+                    tick_events.append(Event(float(t), "settled", p, {"baseline": base.to_json()}))
+            state = quality_state(pt, i)
+            tick_events += quality_events(float(t), p, state, qstate[p], pt, i)
+            qstate[p] = state if state is not None else qstate[p]
+        if dyad and all(settled_at[p] is not None for p in PARTNERS):
+            a, b = (
+                PartnerTick(float(acts[p][0][i]), float(per[p].metrics.hr10_bpm[i]), bool(per[p].quality_ok[i]))
+                for p in PARTNERS
+            )
+            tick_events += detector.step(float(t), a, b)
+    events += [(e, 1) for e in tick_events]
+    events.sort(key=lambda pair: (pair[0].t_s, pair[1]))
+
+    results = {}
+    for p in present:
+        delta, act_sd, vagal = partner_activation(per[p], settlers[p].baseline, cfg.baseline)
+        if settled_at[p] is not None:
+            before = ticks < settled_at[p]
+            for arr in (delta, act_sd, vagal):
+                arr[before] = np.nan
+        results[p] = PartnerResult(
+            per[p], delta, act_sd, vagal, settlers[p].baseline, settled_at[p],
+            len(beats[p]), n_corr[p], dict(beats[p].malformed),
+        )
+    link_r, link_lag = batch_linkage(ticks, nn_by, present, cfg)
+    return Analysis(ticks, results, link_r, link_lag, [e for e, _ in events], cfg, duration_s, names)
+
+
+def batch_linkage(ticks: np.ndarray, nn_by: dict[str, NNBeats], present: list[str], cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+    """Linkage at every tick (NaN without two partners)."""
+    if len(present) < 2 or len(ticks) == 0:
+        nan = np.full(len(ticks), np.nan)
+        return nan, nan.copy()
+    lk = cfg.linkage
+    stop = int(ticks[-1]) * lk.fs_hz + 1
+    hr = {p: resample_hr(nn_by[p].t_s, nn_by[p].nn_units, nn_by[p].available_t_s, 1, stop, lk) for p in PARTNERS}
+    tracker = LinkageTracker(lk)
+    tracker.feed(hr["a"], hr["b"])
+    return tracker.at((ticks * lk.fs_hz).astype(np.int64))
+
+
+def malformed_total(analysis: Analysis) -> Counter[str]:
+    """Malformed notifications of both partners, per reason."""
+    total: Counter[str] = Counter()
+    for res in analysis.partners.values():
+        total.update(res.malformed)
+    return total

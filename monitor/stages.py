@@ -1,0 +1,144 @@
+"""The per-tick stages shared by batch and live runs of the pipeline.
+
+Batch evaluates each stage over every tick of a session at once; live evaluates the
+very same functions at one tick on the trailing data. Every value a tick gets depends
+only on what was known at that tick (``available_t_s``), so both agree to the bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from monitor.quality import artifact_starts, correction_share, max_gap_s
+from monitor.baseline import Baseline, BaselineConfig, activation, settle_baseline
+from monitor.config import Config
+from monitor.metrics import MetricFrame, NNSeries, compute_metrics
+
+
+@dataclass(frozen=True, eq=False)
+class NNBeats:
+    """One partner's final NN beats, each with the time it became known.
+
+    t_s: beat times (s); nn_units: NN intervals (1/1024 s); contiguous: a successive
+    difference to the previous beat is valid; corrected: the beat was changed by
+    artifact correction; artifact_start: a run of corrected beats starts here (what
+    signal quality counts); available_t_s: session time at which the beat was final.
+    """
+
+    t_s: np.ndarray
+    nn_units: np.ndarray
+    contiguous: np.ndarray
+    corrected: np.ndarray
+    artifact_start: np.ndarray
+    available_t_s: np.ndarray
+
+    @classmethod
+    def empty(cls) -> "NNBeats":
+        z = np.zeros(0)
+        return cls(z, z.astype(np.int64), z.astype(bool), z.astype(bool), z.astype(bool), z)
+
+
+def raw_available_t_s(arrival_t_s: np.ndarray, contiguous: np.ndarray) -> np.ndarray:
+    """When each raw beat's artifact class is final (s): once two more beats have
+    arrived, or a beat after a gap (no window reaches across a gap); inf if never."""
+    n = len(arrival_t_s)
+    idx = np.arange(n)
+    gap_at = np.flatnonzero(~np.asarray(contiguous, dtype=bool))
+    # first gap beat after each i (n when none)
+    pos = np.searchsorted(gap_at, idx, side="right")
+    next_gap = np.append(gap_at, n)[pos]
+    final_by = np.minimum(idx + 2, next_gap)
+    out = np.full(n, np.inf)
+    ok = final_by < n
+    out[ok] = arrival_t_s[final_by[ok]]
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class PartnerTicks:
+    """One partner's per-tick values (all arrays the length of the ticks)."""
+
+    metrics: MetricFrame
+    corrected_share: np.ndarray
+    gap_s: np.ndarray
+    connected: np.ndarray
+    quality_ok: np.ndarray
+
+    def columns(self) -> dict[str, np.ndarray]:
+        cols = {k: v for k, v in self.metrics.columns().items() if k != "tick_t_s"}
+        cols.update(
+            corrected_share=self.corrected_share,
+            gap_s=self.gap_s,
+            connected=self.connected.astype(np.float64),
+            quality_ok=self.quality_ok.astype(np.float64),
+        )
+        return cols
+
+
+def partner_ticks(
+    tick_t_s: np.ndarray,
+    nn: NNBeats,
+    raw_t_s: np.ndarray,
+    raw_arrival_t_s: np.ndarray,
+    connected: np.ndarray,
+    cfg: Config,
+) -> PartnerTicks:
+    """Metrics and signal quality of one partner at each tick (s)."""
+    series = NNSeries(t_s=nn.t_s, nn_units=nn.nn_units, contiguous=nn.contiguous)
+    metrics = compute_metrics(series, tick_t_s, cfg.metrics, available_t_s=nn.available_t_s)
+    a = cfg.artifacts
+    share = correction_share(tick_t_s, nn.t_s, nn.artifact_start, a.quality_window_s, nn.available_t_s)
+    gap = max_gap_s(tick_t_s, raw_t_s, a.quality_window_s, raw_arrival_t_s)
+    low = (np.nan_to_num(share, nan=0.0) > a.max_corrected_share) | (gap > a.max_gap_s)
+    quality_ok = connected & ~low & np.isfinite(metrics.hr10_bpm)
+    return PartnerTicks(metrics, share, gap, connected, quality_ok)
+
+
+@dataclass
+class Settler:
+    """Finds the tick at which a partner's baseline is ready, fed tick by tick.
+
+    Keeps the settle-in's per-tick values until then, and nothing after.
+    """
+
+    cfg: BaselineConfig
+    stored: Baseline | None = None
+    baseline: Baseline | None = None
+    t_s: list[float] = field(default_factory=list)
+    hr10: list[float] = field(default_factory=list)
+    ln_rmssd: list[float] = field(default_factory=list)
+    good: list[bool] = field(default_factory=list)
+
+    def feed(self, t_s: float, hr10_bpm: float, ln_rmssd: float, good: bool) -> Baseline | None:
+        """Take one tick; return the baseline on the tick it becomes ready."""
+        if self.baseline is not None:
+            return None
+        if self.stored is not None:
+            if good:
+                self.baseline = self.stored
+            return self.baseline
+        self.t_s.append(t_s)
+        self.hr10.append(hr10_bpm)
+        self.ln_rmssd.append(ln_rmssd)
+        self.good.append(good)
+        n_needed = int(np.ceil(self.cfg.settle_in_s * self.cfg.min_valid_share))
+        if t_s < self.cfg.settle_in_s or sum(self.good) < n_needed:
+            return None
+        self.baseline = settle_baseline(
+            np.array(self.t_s), np.array(self.hr10), np.array(self.ln_rmssd), np.array(self.good), self.cfg
+        )
+        self.t_s, self.hr10, self.ln_rmssd, self.good = [], [], [], []
+        return self.baseline
+
+
+def partner_activation(
+    ticks: PartnerTicks, baseline: Baseline | None, cfg: BaselineConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """HR above baseline (bpm), activation (SDs), vagal index; NaN before the baseline."""
+    n = len(ticks.metrics.tick_t_s)
+    if baseline is None:
+        nan = np.full(n, np.nan)
+        return nan, nan.copy(), nan.copy()
+    return activation(ticks.metrics.hr10_bpm, ticks.metrics.ln_rmssd30, baseline, cfg)
