@@ -108,8 +108,8 @@ class Prefix:
             self.sums = self.sums[:, excess:].copy()
             self.base += excess
 
-    def window(self, row: int, stop: np.ndarray, n: int) -> np.ndarray:
-        """Sum of series ``row`` over samples (stop - n, stop], 1-based sample indices."""
+    def window(self, row: int | slice, stop: np.ndarray, n: int) -> np.ndarray:
+        """Sum of series ``row`` (or rows) over samples (stop - n, stop], 1-based."""
         return self.sums[row, stop - self.base] - self.sums[row, stop - n - self.base]
 
 
@@ -123,6 +123,8 @@ class LinkageTracker:
     def __init__(self, cfg: LinkageConfig) -> None:
         self.cfg = cfg
         self.lags = np.arange(-cfg.max_lag_n, cfg.max_lag_n + 1)
+        self._shift_a = np.maximum(self.lags, 0)[:, None]  # a's window ends this early
+        self._shift_b = np.maximum(-self.lags, 0)[:, None]  # b's window ends this early
         self.n_samples = 0
         self._a = np.zeros(0)
         self._b = np.zeros(0)
@@ -142,14 +144,13 @@ class LinkageTracker:
         self._a = np.concatenate([self._a[-2 * lag_max :], a])
         self._b = np.concatenate([self._b[-2 * lag_max :], b])
         kept = len(self._a) - m
-        cross = np.zeros((len(self.lags), m))
-        for row, lag in enumerate(self.lags):
-            # product pairs a at sample k - max(lag, 0), b at k - max(-lag, 0): the
-            # later sample of each pair is the new one, so nothing needs the future.
-            ia = np.arange(kept, kept + m) - max(lag, 0)
-            ib = np.arange(kept, kept + m) - max(-lag, 0)
-            valid = (ia >= 0) & (ib >= 0)
-            cross[row, valid] = self._a[ia[valid]] * self._b[ib[valid]]
+        # Product pairs a at sample k - max(lag, 0), b at k - max(-lag, 0): the later
+        # sample of each pair is the new one, so nothing needs the future.
+        idx = np.arange(kept, kept + m)[None, :]
+        ia = idx - self._shift_a
+        ib = idx - self._shift_b
+        valid = (ia >= 0) & (ib >= 0)
+        cross = np.where(valid, self._a[np.maximum(ia, 0)] * self._b[np.maximum(ib, 0)], 0.0)
         values = np.vstack([a, a * a, k * a, ok_a, b, b * b, k * b, ok_b, cross])
         self._prefix.extend(values)
         self.n_samples += m
@@ -173,25 +174,23 @@ class LinkageTracker:
         t_mean = (n - 1) / 2
         stt = n * (n * n - 1) / 12.0
         p = self._prefix
-        r_all = np.full((len(self.lags), len(st)), np.nan)
-        for row, lag in enumerate(self.lags):
-            end_a = st - max(lag, 0)
-            end_b = st - max(-lag, 0)
-            full = (p.window(3, end_a, n) == n) & (p.window(7, end_b, n) == n)
-            sa, sb = p.window(0, end_a, n), p.window(4, end_b, n)
-            saa, sbb = p.window(1, end_a, n), p.window(5, end_b, n)
-            # Σ t·x with t counted from the window's first sample (t = k - (end - n) - 1)
-            sta = p.window(2, end_a, n) - (end_a - n + 1) * sa
-            stb = p.window(6, end_b, n) - (end_b - n + 1) * sb
-            sab = p.window(8 + row, st, n)
-            cta, ctb = sta - t_mean * sa, stb - t_mean * sb
-            rab = sab - sa * sb / n - cta * ctb / stt
-            raa = saa - sa * sa / n - cta * cta / stt
-            rbb = sbb - sb * sb / n - ctb * ctb / stt
-            denom = np.sqrt(np.maximum(raa, 0.0) * np.maximum(rbb, 0.0))
-            with np.errstate(invalid="ignore", divide="ignore"):
-                r = np.where(full & (denom > 1e-9), rab / denom, np.nan)
-            r_all[row] = r
+        # One row per lag, one column per window.
+        end_a = st[None, :] - self._shift_a
+        end_b = st[None, :] - self._shift_b
+        full = (p.window(3, end_a, n) == n) & (p.window(7, end_b, n) == n)
+        sa, sb = p.window(0, end_a, n), p.window(4, end_b, n)
+        saa, sbb = p.window(1, end_a, n), p.window(5, end_b, n)
+        # Σ t·x with t counted from the window's first sample (t = k - (end - n) - 1)
+        sta = p.window(2, end_a, n) - (end_a - n + 1) * sa
+        stb = p.window(6, end_b, n) - (end_b - n + 1) * sb
+        sab = p.window(slice(8, None), st, n)
+        cta, ctb = sta - t_mean * sa, stb - t_mean * sb
+        rab = sab - sa * sb / n - cta * ctb / stt
+        raa = saa - sa * sa / n - cta * cta / stt
+        rbb = sbb - sb * sb / n - ctb * ctb / stt
+        denom = np.sqrt(np.maximum(raa, 0.0) * np.maximum(rbb, 0.0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r_all = np.where(full & (denom > 1e-9), rab / denom, np.nan)
         finite = np.isfinite(r_all).any(axis=0)
         pick = np.argmax(np.where(np.isfinite(r_all), np.abs(r_all), -1.0), axis=0)
         cols = np.arange(len(st))
