@@ -8,6 +8,7 @@ vagal index is baseline ln RMSSD minus the current one (positive = less vagal to
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,11 +31,25 @@ class BaselineConfig:
     sd_floor_bpm: float = 2.0
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.min_valid_share <= 1.0:
+            raise ValueError(f"min_valid_share must be in (0, 1], got {self.min_valid_share}")
+        if not self.sd_floor_bpm > 0.0:
+            # the floor is what keeps activation finite when the baseline SD is 0
+            raise ValueError(f"sd_floor_bpm must be positive, got {self.sd_floor_bpm} bpm")
         if self.settle_in_s < self.min_settle_in_s:
             raise ValueError(
                 f"settle_in_s = {self.settle_in_s} s is shorter than the minimum "
                 f"{self.min_settle_in_s} s"
             )
+
+    @property
+    def min_good_ticks(self) -> int:
+        """Good ticks (1 s each) a settle-in needs: min_valid_share of settle_in_s.
+
+        Rounded to 1e-9 before the ceiling, because products such as 180 * 0.55 come
+        out as 99.00000000000001 in binary floating point and would ask for one tick more.
+        """
+        return math.ceil(round(self.settle_in_s * self.min_valid_share, 9))
 
 
 @dataclass(frozen=True)
@@ -74,9 +89,9 @@ def settle_baseline(
     """
     if len(tick_t_s) == 0 or tick_t_s[-1] < cfg.settle_in_s:
         return None
-    use = good & np.isfinite(hr10_bpm)
-    n_needed = int(np.ceil(cfg.settle_in_s * cfg.min_valid_share))
-    if int(use.sum()) < n_needed:
+    # as bool: a 0/1 integer mask would index elements 0 and 1 instead of selecting
+    use = np.asarray(good, dtype=bool) & np.isfinite(hr10_bpm)
+    if int(use.sum()) < cfg.min_good_ticks:
         return None
     hr = hr10_bpm[use]
     ln = ln_rmssd[use & np.isfinite(ln_rmssd)]

@@ -58,9 +58,12 @@ def _cmd_record(args: argparse.Namespace) -> int:
     from devices.ble import record_pair
 
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise CliError(f"{out} exists; choose another name or pass --overwrite")
+    if out.exists():
+        if not args.overwrite:
+            raise CliError(f"{out} exists; choose another name or pass --overwrite")
+        out.unlink()
     print(f"Recording to {out}. Press Ctrl-C to stop; the file is kept complete.")
+    print("A strap that is out of reach is retried until you stop.")
     try:
         summary = asyncio.run(
             record_pair(args.a, args.b, out, names=(args.name_a or "", args.name_b or ""))

@@ -62,14 +62,12 @@ class Config:
                 raise ConfigError(f"{where}: [{name}] must be a table of settings")
             section_cls = sections[name].default_factory  # type: ignore[misc]
             known = {f.name: f for f in dataclasses.fields(section_cls)}
+            defaults = section_cls()
+            merged = {}
             for key, value in table.items():
                 if key not in known:
                     raise ConfigError(f"{where}: unknown setting {name}.{key}")
-                default = getattr(section_cls(), key)
-                if isinstance(default, (int, float)) and not isinstance(default, bool):
-                    if isinstance(value, bool) or not isinstance(value, (int, float)):
-                        raise ConfigError(f"{where}: {name}.{key} must be a number, got {value!r}")
-            merged = {k: tuple(v) if isinstance(getattr(section_cls(), k), tuple) else v for k, v in table.items()}
+                merged[key] = _checked(value, getattr(defaults, key), f"{where}: {name}.{key}")
             try:
                 values[name] = section_cls(**merged)
             except (TypeError, ValueError) as exc:
@@ -87,6 +85,39 @@ class Config:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
         return cls.from_mapping(data, where=str(path))
+
+
+def _checked(value: Any, default: Any, what: str) -> Any:
+    """``value`` in the kind of ``default`` (the field's type), or a ConfigError.
+
+    A whole number is accepted for a float setting (TOML ``settle_in_s = 120``) and
+    stored as a float; a count (int default) must be a whole number, as 2.5 beats or
+    prompts would be silently rounded somewhere downstream; bools are never numbers,
+    and nan is refused (inf is allowed: it can mean "no limit").
+    """
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{what} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{what} must be a whole number, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{what} must be a number, got {value!r}")
+        if value != value:  # TOML allows nan; every comparison with it is False
+            raise ConfigError(f"{what} must be a number, got nan")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{what} must be a string, got {value!r}")
+        return value
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{what} must be a list, got {value!r}")
+        return tuple(value)
+    return value
 
 
 def _plain(value: Any) -> Any:

@@ -16,6 +16,9 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from monitor.conditions import conditions, onset_times, rolling_floor
 from monitor.events import Event
 from monitor.prompts import PromptCatalogue, PromptConfig, PromptGate
 
@@ -128,41 +131,14 @@ class Detector:
         self._flood_hold: dict[str, float] = {}  # partner -> seconds near baseline so far
         self._recoveries: list[_Recovery] = []
 
-    # -- conditions ---------------------------------------------------------------
+    # -- inputs -------------------------------------------------------------------
 
-    def _rising(self, p: str, x: PartnerTick, level_bpm: float) -> bool:
-        cfg = self.config
-        recent = self._recent[p]
-        floor = min(recent) if recent else x.delta_bpm
-        return x.delta_bpm >= level_bpm and x.delta_bpm - floor >= cfg.rise_min_bpm
-
-    def _old_enough(self, key: tuple[str, str | None], t_s: float) -> bool:
+    def _old_enough(self, key: tuple[str, str | None], t_s: float, onset: dict[str, float]) -> bool:
         """Has each rise in this pattern gone on for min_rise_age_s?"""
         if key[0] == "flooding":
             return True
         partners = ("a", "b") if key[1] is None else (key[1],)
-        return all(t_s - self._onset_t_s[p] >= self.config.min_rise_age_s for p in partners)
-
-    def _conditions(self, t_s: float, t: dict[str, PartnerTick]) -> dict[tuple[str, str | None], bool]:
-        cfg = self.config
-        both = t["a"].known and t["b"].known
-        cond: dict[tuple[str, str | None], bool] = {}
-        for p in ("a", "b"):
-            q = OTHER[p]
-            cond[("divergence", p)] = (
-                both and self._rising(p, t[p], cfg.rise_bpm) and t[q].delta_bpm <= cfg.other_max_bpm
-            )
-            x = t[p]
-            cond[("flooding", p)] = x.known and (
-                x.hr10_bpm >= cfg.flood_hr_bpm or x.delta_bpm >= cfg.flood_delta_bpm
-            )
-        cond[("escalation", None)] = (
-            both
-            and self._rising("a", t["a"], cfg.escalation_bpm)
-            and self._rising("b", t["b"], cfg.escalation_bpm)
-            and abs(self._onset_t_s["a"] - self._onset_t_s["b"]) <= cfg.onset_gap_s
-        )
-        return cond
+        return all(t_s - onset[p] >= self.config.min_rise_age_s for p in partners)
 
     def _gone(self, key: tuple[str, str | None], t: dict[str, PartnerTick]) -> bool | None:
         """True when the pattern is clearly gone this tick; None when data are missing."""
@@ -185,10 +161,9 @@ class Detector:
     # -- the machine ----------------------------------------------------------------
 
     def step(self, t_s: float, a: PartnerTick, b: PartnerTick) -> list[Event]:
-        """Advance one tick (after the settle-in) and return the events it produced."""
+        """Advance one tick (live mode) and return the events it produced."""
         cfg = self.config
         ticks = {"a": a, "b": b}
-        events: list[Event] = []
         for p, x in ticks.items():
             if x.known:
                 self._recent[p].append(x.delta_bpm)
@@ -197,8 +172,62 @@ class Detector:
             else:
                 self._recent[p].clear()
                 self._onset_t_s[p] = t_s
+        one = lambda v: np.array([v], dtype=np.float64)  # noqa: E731
+        floor = {p: one(min(self._recent[p]) if self._recent[p] else np.nan) for p in ticks}
+        cond = conditions(
+            {p: one(x.delta_bpm) for p, x in ticks.items()},
+            {p: one(x.hr10_bpm) for p, x in ticks.items()},
+            floor,
+            {p: one(self._onset_t_s[p]) for p in ticks},
+            cfg,
+        )
+        return self._advance(t_s, ticks, {k: bool(v[0]) for k, v in cond.items()}, dict(self._onset_t_s))
 
-        cond = self._conditions(t_s, ticks)
+    def run(
+        self,
+        t_s: np.ndarray,
+        delta_bpm: dict[str, np.ndarray],
+        hr10_bpm: dict[str, np.ndarray],
+        quality_ok: dict[str, np.ndarray],
+    ) -> list[Event]:
+        """Batch mode: the same machine over many ticks, from a fresh detector.
+
+        Conditions come vectorised for all ticks; the machine itself only visits ticks
+        where something can change (a condition holds or just stopped holding, or a
+        pattern, a flooding hold or a recovery is open). Gives ``step``'s events.
+        """
+        cfg = self.config
+        known = {p: np.isfinite(delta_bpm[p]) & np.isfinite(hr10_bpm[p]) for p in ("a", "b")}
+        n_look = int(round(cfg.rise_lookback_s / self.tick_s))
+        floor = {p: rolling_floor(delta_bpm[p], known[p], n_look) for p in known}
+        onset = {p: onset_times(t_s, delta_bpm[p], floor[p], known[p], cfg.onset_bpm) for p in known}
+        cond = conditions(delta_bpm, hr10_bpm, floor, onset, cfg)
+        any_cond = np.zeros(len(t_s), dtype=bool)
+        for held in cond.values():
+            any_cond |= held
+        busy = any_cond.copy()
+        busy[1:] |= any_cond[:-1]  # the tick a condition stops, its hold count resets
+        events: list[Event] = []
+        for i in range(len(t_s)):
+            if not (busy[i] or self.active or self._flood_hold or self._recoveries):
+                continue
+            ticks = {p: PartnerTick(float(delta_bpm[p][i]), float(hr10_bpm[p][i]), bool(quality_ok[p][i])) for p in ("a", "b")}
+            events += self._advance(
+                float(t_s[i]), ticks, {k: bool(v[i]) for k, v in cond.items()}, {p: float(onset[p][i]) for p in onset}
+            )
+        return events
+
+    def _advance(
+        self,
+        t_s: float,
+        ticks: dict[str, PartnerTick],
+        cond: dict[tuple[str, str | None], bool],
+        onset: dict[str, float],
+    ) -> list[Event]:
+        """One tick of the machine, given that tick's conditions and rise onsets."""
+        cfg = self.config
+        a, b = ticks["a"], ticks["b"]
+        events: list[Event] = []
         for key, holds in cond.items():
             self._held[key] = self._held[key] + self.tick_s if holds else 0.0
 
@@ -217,7 +246,7 @@ class Detector:
             pattern, p = key
             need = cfg.flood_hold_s if pattern == "flooding" else cfg.enter_hold_s
             quality = ticks[p].quality_ok if p and pattern == "flooding" else a.quality_ok and b.quality_ok
-            if key not in self.active and held >= need and quality and self._old_enough(key, t_s):
+            if key not in self.active and held >= need and quality and self._old_enough(key, t_s, onset):
                 self.active[key] = _Active(pattern, p, t_s)
                 events.append(Event(t_s, "pattern_start", p, {"pattern": pattern}))
 

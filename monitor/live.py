@@ -20,9 +20,9 @@ from monitor.config import Config
 from monitor.detector import Detector, PartnerTick
 from monitor.events import Event
 from monitor.linkage import LinkageTracker, resample_hr
-from monitor.pipeline import PARTNERS, quality_events, quality_state
+from monitor.pipeline import PARTNERS, tick_event_key
 from monitor.prompts import PromptCatalogue
-from monitor.stages import NNBeats, PartnerTicks, Settler, partner_activation, partner_ticks
+from monitor.stages import NNBeats, PartnerTicks, Settler, partner_activation, partner_ticks, quality_codes
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class _PartnerLive:
         self.connected = True
         self.settler = Settler(cfg.baseline, stored)
         self.settled_t_s: float | None = None
-        self.quality: str | None = None
+        self.quality = 0  # the last known quality code (see stages.quality_codes)
 
     def feed(self, record: Record) -> None:
         if isinstance(record, StatusChange) and record.partner == self.partner:
@@ -201,9 +201,13 @@ class LivePipeline:
                 if base is not None:
                     part.settled_t_s = t
                     events.append(Event(t, "settled", p, {"baseline": base.to_json()}))
-            state = quality_state(pt, 0)
-            events += quality_events(t, p, state, part.quality, pt, 0)
-            part.quality = state if state is not None else part.quality
+            code = int(quality_codes(pt)[0])  # 0 no data, 1 ok, 2 low
+            if code == 2 and part.quality != 2:
+                data = {"corrected_share": float(np.nan_to_num(pt.corrected_share[0])), "gap_s": float(pt.gap_s[0])}
+                events.append(Event(t, "quality_low", p, data))
+            elif code == 1 and part.quality == 2:
+                events.append(Event(t, "quality_ok", p))
+            part.quality = code or part.quality
 
         deltas = {}
         for p, part in self._p.items():
@@ -211,6 +215,7 @@ class LivePipeline:
         if len(self._p) == 2 and all(part.settled_t_s is not None for part in self._p.values()):
             a, b = (PartnerTick(float(deltas[p][0][0]), float(per[p].metrics.hr10_bpm[0]), bool(per[p].quality_ok[0])) for p in PARTNERS)
             events += self.detector.step(t, a, b)
+        events.sort(key=tick_event_key)
 
         link_r = link_lag = float("nan")
         if len(self._p) == 2:

@@ -19,13 +19,23 @@ from monitor.artifacts import correct_beats
 from monitor.baseline import Baseline
 from monitor.beats import BeatSeries, beats_by_partner
 from monitor.config import Config
-from monitor.detector import Detector, PartnerTick
+from monitor.detector import Detector
 from monitor.events import Event
 from monitor.linkage import LinkageTracker, resample_hr
 from monitor.metrics import session_ticks
 from monitor.prompts import PromptCatalogue
 from monitor.quality import artifact_starts
-from monitor.stages import NNBeats, PartnerTicks, Settler, partner_activation, partner_ticks, raw_available_t_s
+from monitor.baseline import settle_baseline
+from monitor.stages import (
+    NNBeats,
+    PartnerTicks,
+    partner_activation,
+    partner_ticks,
+    quality_changes,
+    quality_codes,
+    raw_available_t_s,
+    settle_index,
+)
 
 PARTNERS = ("a", "b")
 
@@ -103,23 +113,11 @@ def record_events(records: Iterable[Record]) -> list[Event]:
     return out
 
 
-def quality_events(t_s: float, partner: str, state: str | None, prev: str | None, ticks: PartnerTicks, i: int) -> list[Event]:
-    """quality_low / quality_ok when a connected partner's signal changes state."""
-    if state == prev or state is None:
-        return []
-    if state == "low":
-        data = {"corrected_share": float(np.nan_to_num(ticks.corrected_share[i])), "gap_s": float(ticks.gap_s[i])}
-        return [Event(t_s, "quality_low", partner, data)]
-    if prev == "low":
-        return [Event(t_s, "quality_ok", partner)]
-    return []
-
-
-def quality_state(ticks: PartnerTicks, i: int) -> str | None:
-    """"ok", "low", or None while disconnected or before the first beat."""
-    if not ticks.connected[i] or not np.isfinite(ticks.gap_s[i]):
-        return None
-    return "ok" if ticks.quality_ok[i] else "low"
+def tick_event_key(e: Event) -> tuple:
+    """Order of the events of one tick, the same in batch and live mode: baselines,
+    then quality changes (a before b), then the detector's in the order it made them."""
+    rank = {"settled": 0, "quality_low": 1, "quality_ok": 1}.get(e.kind, 2)
+    return (e.t_s, rank, (e.partner or "") if rank < 2 else "")
 
 
 def analyze_records(
@@ -150,44 +148,49 @@ def analyze_records(
 
     events = [(e, 0) for e in record_events(records)]
     tick_events: list[Event] = []
-    settlers = {p: Settler(cfg.baseline, (baselines or {}).get(p)) for p in present}
-    settled_at: dict[str, float | None] = {p: None for p in present}
-    qstate: dict[str, str | None] = {p: None for p in present}
-    detector = Detector(cfg.detector, catalogue, cfg.prompts, names)
-    dyad = len(present) == 2
-    acts = {}
-    for i, t in enumerate(ticks):
-        for p in present:
-            pt = per[p]
-            if settled_at[p] is None:
-                base = settlers[p].feed(float(t), float(pt.metrics.hr10_bpm[i]), float(pt.metrics.ln_rmssd30[i]), bool(pt.quality_ok[i]))
-                if base is not None:
-                    settled_at[p] = float(t)
-                    acts[p] = partner_activation(pt, base, cfg.baseline)
-                    tick_events.append(Event(float(t), "settled", p, {"baseline": base.to_json()}))
-            state = quality_state(pt, i)
-            tick_events += quality_events(float(t), p, state, qstate[p], pt, i)
-            qstate[p] = state if state is not None else qstate[p]
-        if dyad and all(settled_at[p] is not None for p in PARTNERS):
-            a, b = (
-                PartnerTick(float(acts[p][0][i]), float(per[p].metrics.hr10_bpm[i]), bool(per[p].quality_ok[i]))
-                for p in PARTNERS
+    stored = baselines or {}
+    results = {}
+    settled_at: dict[str, int | None] = {}
+    deltas: dict[str, np.ndarray] = {}
+    for p in present:
+        pt = per[p]
+        i = settle_index(ticks, pt.quality_ok, cfg.baseline, stored.get(p))
+        settled_at[p] = i
+        base = None
+        if i is not None:
+            base = stored.get(p) or settle_baseline(
+                ticks[: i + 1], pt.metrics.hr10_bpm[: i + 1], pt.metrics.ln_rmssd30[: i + 1], pt.quality_ok[: i + 1], cfg.baseline
             )
-            tick_events += detector.step(float(t), a, b)
+            tick_events.append(Event(float(ticks[i]), "settled", p, {"baseline": base.to_json()}))
+        delta, act_sd, vagal = partner_activation(pt, base, cfg.baseline)
+        if i is not None:
+            for arr in (delta, act_sd, vagal):
+                arr[:i] = np.nan
+        deltas[p] = delta
+        low, ok = quality_changes(quality_codes(pt))
+        tick_events += [
+            Event(float(ticks[j]), "quality_low", p, {"corrected_share": float(np.nan_to_num(pt.corrected_share[j])), "gap_s": float(pt.gap_s[j])})
+            for j in low
+        ]
+        tick_events += [Event(float(ticks[j]), "quality_ok", p) for j in ok]
+        results[p] = PartnerResult(
+            pt, delta, act_sd, vagal, base, float(ticks[i]) if i is not None else None,
+            len(beats[p]), n_corr[p], dict(beats[p].malformed),
+        )
+    if len(present) == 2 and all(settled_at[p] is not None for p in PARTNERS):
+        start = max(settled_at[p] for p in PARTNERS)
+        detector = Detector(cfg.detector, catalogue, cfg.prompts, names)
+        tick_events += detector.run(
+            ticks[start:],
+            {p: deltas[p][start:] for p in PARTNERS},
+            {p: per[p].metrics.hr10_bpm[start:] for p in PARTNERS},
+            {p: per[p].quality_ok[start:] for p in PARTNERS},
+        )
+    # As in live mode: record events before the tick events of the same time.
+    tick_events.sort(key=tick_event_key)
     events += [(e, 1) for e in tick_events]
     events.sort(key=lambda pair: (pair[0].t_s, pair[1]))
 
-    results = {}
-    for p in present:
-        delta, act_sd, vagal = partner_activation(per[p], settlers[p].baseline, cfg.baseline)
-        if settled_at[p] is not None:
-            before = ticks < settled_at[p]
-            for arr in (delta, act_sd, vagal):
-                arr[before] = np.nan
-        results[p] = PartnerResult(
-            per[p], delta, act_sd, vagal, settlers[p].baseline, settled_at[p],
-            len(beats[p]), n_corr[p], dict(beats[p].malformed),
-        )
     link_r, link_lag = batch_linkage(ticks, nn_by, present, cfg)
     return Analysis(ticks, results, link_r, link_lag, [e for e, _ in events], cfg, duration_s, names)
 

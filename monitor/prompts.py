@@ -70,27 +70,50 @@ class PromptCatalogue:
             for key in keys:
                 if not isinstance(section.get(key), str) or not section[key].strip():
                     raise CatalogueError(f"{source}: [{pattern}] needs a non-empty '{key}' text")
+                # Fill the placeholder now, so that a typo such as {partner} or a lone
+                # brace fails at start rather than when the prompt is due.
+                try:
+                    section[key].format(other="")
+                except (KeyError, IndexError, ValueError) as exc:
+                    raise CatalogueError(
+                        f"{source}: [{pattern}] {key}: only {{other}} may appear in braces "
+                        f"(write {{{{ and }}}} for a literal brace): {exc!r}"
+                    ) from exc
         texts = {p: {k: " ".join(data[p][k].split()) for k in keys} for p, keys in REQUIRED_TEXTS.items()}
         return cls(texts=texts, path=str(source))
 
     def for_pattern(
         self, pattern: str, partner: str | None, names: dict[str, str] | None = None
     ) -> PromptTexts:
-        """Each partner's text for ``pattern``; ``partner`` is the rising or flooded one."""
+        """Each partner's text for ``pattern``; ``partner`` is the rising or flooded one.
+
+        ``partner`` is "a" or "b" (ignored for escalation, which has one text for both).
+        In every text ``{other}`` becomes the reader's partner's name from ``names``, or
+        "your partner" (capitalised when it opens the text).
+        """
+        if pattern not in self.texts:
+            raise KeyError(f"no prompt texts for pattern {pattern!r}; known: {', '.join(self.texts)}")
         names = names or {}
-        name_a = names.get("a") or "your partner"
-        name_b = names.get("b") or "your partner"
+        # Each text names the *other* person: A reads B's name and vice versa.
+        for_a = {"other": names.get("b") or "your partner"}
+        for_b = {"other": names.get("a") or "your partner"}
         section = self.texts[pattern]
         if pattern == "escalation":
-            return PromptTexts(section["title"], section["both"], section["both"])
+            both = section["both"]
+            return PromptTexts(section["title"], _fill(both, for_a), _fill(both, for_b))
+        if partner not in ("a", "b"):
+            raise ValueError(f"a {pattern} prompt needs partner 'a' or 'b', got {partner!r}")
         lead_key = "rising" if pattern == "divergence" else "flooded"
         lead, other = section[lead_key], section["other"]
         if partner == "a":
-            # Each text names the *other* person: A reads B's name and vice versa.
-            return PromptTexts(
-                section["title"], lead.format(other=name_b), other.format(other=name_a)
-            )
-        return PromptTexts(section["title"], other.format(other=name_b), lead.format(other=name_a))
+            return PromptTexts(section["title"], _fill(lead, for_a), _fill(other, for_b))
+        return PromptTexts(section["title"], _fill(other, for_a), _fill(lead, for_b))
+
+
+def _fill(text: str, values: dict[str, str]) -> str:
+    # "{other}'s body ..." with the default name must still start with a capital.
+    filled = text.format(**values)
+    return filled[:1].upper() + filled[1:]
 
 
 @dataclass

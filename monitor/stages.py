@@ -123,14 +123,44 @@ class Settler:
         self.hr10.append(hr10_bpm)
         self.ln_rmssd.append(ln_rmssd)
         self.good.append(good)
-        n_needed = int(np.ceil(self.cfg.settle_in_s * self.cfg.min_valid_share))
-        if t_s < self.cfg.settle_in_s or sum(self.good) < n_needed:
+        if t_s < self.cfg.settle_in_s or sum(self.good) < self.cfg.min_good_ticks:
             return None
         self.baseline = settle_baseline(
             np.array(self.t_s), np.array(self.hr10), np.array(self.ln_rmssd), np.array(self.good), self.cfg
         )
-        self.t_s, self.hr10, self.ln_rmssd, self.good = [], [], [], []
+        if self.baseline is not None:
+            self.t_s, self.hr10, self.ln_rmssd, self.good = [], [], [], []
         return self.baseline
+
+
+def settle_index(tick_t_s: np.ndarray, good: np.ndarray, cfg: BaselineConfig, stored: Baseline | None) -> int | None:
+    """The tick index at which Settler would return a baseline (batch form), or None."""
+    if stored is not None:
+        hits = np.flatnonzero(good)
+    else:
+        hits = np.flatnonzero((tick_t_s >= cfg.settle_in_s) & (np.cumsum(good) >= cfg.min_good_ticks))
+    return int(hits[0]) if len(hits) else None
+
+
+def quality_codes(ticks: PartnerTicks) -> np.ndarray:
+    """Per tick: 0 while disconnected or before the first beat, 1 ok, 2 low quality."""
+    present = ticks.connected & np.isfinite(ticks.gap_s)
+    return np.where(present, np.where(ticks.quality_ok, 1, 2), 0)
+
+
+def quality_changes(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ticks where a partner's quality turns low, and where it turns ok again.
+
+    The state carries over ticks without data: low, then a disconnect, then ok
+    is a change; ok, a disconnect, ok is none.
+    """
+    idx = np.arange(len(codes))
+    last_known = np.maximum.accumulate(np.where(codes > 0, idx, -1))
+    prev = np.zeros(len(codes), dtype=codes.dtype)
+    prev[1:] = np.where(last_known[:-1] >= 0, codes[np.maximum(last_known[:-1], 0)], 0)
+    turned_low = (codes == 2) & (prev != 2)
+    turned_ok = (codes == 1) & (prev == 2)
+    return np.flatnonzero(turned_low), np.flatnonzero(turned_ok)
 
 
 def partner_activation(
