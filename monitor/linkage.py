@@ -143,8 +143,8 @@ class LinkageTracker:
         self._shift_a = np.maximum(self.lags, 0)[:, None]  # a's window ends this early
         self._shift_b = np.maximum(-self.lags, 0)[:, None]  # b's window ends this early
         self.n_samples = 0
-        self._a = np.zeros(0)
-        self._b = np.zeros(0)
+        self._a = np.zeros(2 * cfg.max_lag_n)
+        self._b = np.zeros(2 * cfg.max_lag_n)
         # rows: a, a², k·a, ok_a, b, b², k·b, ok_b, then a_k·b_{k+lag} for each lag
         self._prefix = Prefix(8 + len(self.lags), keep=4 * (cfg.window_n + 2 * cfg.max_lag_n))
 
@@ -158,17 +158,16 @@ class LinkageTracker:
         ok_a = np.isfinite(hr_a_bpm).astype(float)
         ok_b = np.isfinite(hr_b_bpm).astype(float)
         k = np.arange(k0 + 1, k0 + m + 1, dtype=float)
-        # (not self._a[-2 * lag_max:]: with no lags that slice would keep everything)
-        self._a = np.concatenate([self._a[max(len(self._a) - 2 * lag_max, 0) :], a])
-        self._b = np.concatenate([self._b[max(len(self._b) - 2 * lag_max, 0) :], b])
-        kept = len(self._a) - m
+        # History of 2 * lag_max samples before the new ones, zeros before the session
+        # starts (a missing sample is a zero here too; the ok rows say it is missing).
+        self._a = np.concatenate([self._a[len(self._a) - 2 * lag_max :], a])
+        self._b = np.concatenate([self._b[len(self._b) - 2 * lag_max :], b])
+        h = 2 * lag_max
         # Product pairs a at sample k - max(lag, 0), b at k - max(-lag, 0): the later
         # sample of each pair is the new one, so nothing needs the future.
-        idx = np.arange(kept, kept + m)[None, :]
-        ia = idx - self._shift_a
-        ib = idx - self._shift_b
-        valid = (ia >= 0) & (ib >= 0)
-        cross = np.where(valid, self._a[np.maximum(ia, 0)] * self._b[np.maximum(ib, 0)], 0.0)
+        cross = np.empty((len(self.lags), m))
+        for row, (sa, sb) in enumerate(zip(self._shift_a[:, 0], self._shift_b[:, 0])):
+            np.multiply(self._a[h - sa : h - sa + m], self._b[h - sb : h - sb + m], out=cross[row])
         values = np.vstack([a, a * a, k * a, ok_a, b, b * b, k * b, ok_b, cross])
         self._prefix.extend(values)
         self.n_samples += m
@@ -192,20 +191,23 @@ class LinkageTracker:
         t_mean = (n - 1) / 2
         stt = n * (n * n - 1) / 12.0
         p = self._prefix
-        # One row per lag, one column per window.
-        end_a = st[None, :] - self._shift_a
-        end_b = st[None, :] - self._shift_b
-        full = (p.window(3, end_a, n) == n) & (p.window(7, end_b, n) == n)
-        sa, sb = p.window(0, end_a, n), p.window(4, end_b, n)
-        saa, sbb = p.window(1, end_a, n), p.window(5, end_b, n)
-        # Σ t·x with t counted from the window's first sample (t = k - (end - n) - 1)
-        sta = p.window(2, end_a, n) - (end_a - n + 1) * sa
-        stb = p.window(6, end_b, n) - (end_b - n + 1) * sb
-        sab = p.window(slice(8, None), st, n)
-        cta, ctb = sta - t_mean * sa, stb - t_mean * sb
+        # Each partner's own window sums depend only on how early the window ends
+        # (0 .. max_lag samples): compute them once per shift, then pick per lag.
+        shifts = np.arange(self.cfg.max_lag_n + 1)[:, None]
+
+        def own(rows: tuple[int, int, int, int]):
+            end = st[None, :] - shifts
+            s1, s2 = p.window(rows[0], end, n), p.window(rows[1], end, n)
+            # Σ t·x with t counted from the window's first sample (t = k - (end - n) - 1)
+            ct = p.window(rows[2], end, n) - (end - n + 1) * s1 - t_mean * s1
+            full = p.window(rows[3], end, n) == n
+            return s1, s2 - s1 * s1 / n - ct * ct / stt, ct, full
+
+        sa, raa, cta, full_a = (x[self._shift_a[:, 0]] for x in own((0, 1, 2, 3)))
+        sb, rbb, ctb, full_b = (x[self._shift_b[:, 0]] for x in own((4, 5, 6, 7)))
+        full = full_a & full_b
+        sab = p.window(slice(8, None), st, n)  # one row per lag, one column per window
         rab = sab - sa * sb / n - cta * ctb / stt
-        raa = saa - sa * sa / n - cta * cta / stt
-        rbb = sbb - sb * sb / n - ctb * ctb / stt
         # A flat window's raa is rounding noise of the prefix sums (up to ~5e-5 after a
         # day), far above any fixed tiny epsilon; its "r" would be noise too.
         varied = (raa > n * self.cfg.min_sd_bpm**2) & (rbb > n * self.cfg.min_sd_bpm**2)
