@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,4 +41,18 @@ class Event:
             raise ValueError(f"unknown event kind {self.kind!r}")
 
     def to_json(self) -> dict[str, Any]:
-        return {"t": self.t_s, "kind": self.kind, "partner": self.partner, **self.data}
+        """Plain JSON data (unknown numbers, NaN or infinite, become null)."""
+        return json_safe({"t": self.t_s, "kind": self.kind, "partner": self.partner, **self.data})
+
+
+def json_safe(value: Any) -> Any:
+    """Plain JSON: NaN and infinities (unknown values) become None, NumPy scalars Python."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # NumPy scalar
+        return json_safe(value.item())
+    return value

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from monitor.events import json_safe
 from monitor.pipeline import Analysis, malformed_total
 
 
@@ -70,17 +71,6 @@ def summarize(analysis: Analysis) -> dict[str, Any]:
         "linkage_median_r": _num(float(np.nanmedian(analysis.linkage_r)) if np.isfinite(analysis.linkage_r).any() else float("nan"), 3),
         "malformed": dict(malformed_total(analysis)),
     }
-
-
-def json_safe(value: Any) -> Any:
-    """Plain JSON: NaN and infinities (unknown values) become null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def analysis_json(file: str, analysis: Analysis) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from monitor.analyze import analyze_files
 from monitor.cli import main
 from monitor.config import Config
 from monitor.pipeline import analyze_records
-from monitor.summary import json_safe
+from monitor.events import json_safe
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
