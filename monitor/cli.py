@@ -12,16 +12,35 @@ import logging
 import sys
 from pathlib import Path
 
-REPO_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-DEMO_RECORDING = REPO_FIXTURES / "sim_divergence.jsonl.gz"
-
 
 class CliError(Exception):
     """A problem the user can fix; printed as one line, exit status 2."""
 
 
+def _serve(args: argparse.Namespace, start, path: str = "/") -> int:
+    from dashboard.serve import ServeError, serve
+
+    config = _config(args)
+    try:
+        asyncio.run(
+            serve(
+                start, host=args.host, port=args.port, open_browser=not args.no_browser,
+                db_path=args.db, config=config, path=path,
+            )
+        )
+    except ServeError as exc:
+        raise CliError(str(exc)) from exc
+    return 0
+
+
+def _config(args: argparse.Namespace):
+    from monitor.config import Config
+
+    return Config.load(args.config) if getattr(args, "config", None) else Config()
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from monitor.console import replay_to_terminal
+    from monitor.sessions import DEMO_RECORDING
 
     path = Path(args.file) if args.file else DEMO_RECORDING
     if not path.exists():
@@ -29,16 +48,59 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             f"the demo recording {path} is missing; run coreg from a checkout of the "
             "repository (pip install -e .) or pass --file RECORDING"
         )
-    return asyncio.run(replay_to_terminal(path, speed=args.speed, limit_s=args.duration))
+    if args.terminal:
+        from monitor.console import replay_to_terminal
+
+        return asyncio.run(replay_to_terminal(path, speed=args.speed, limit_s=args.duration))
+
+    async def start(manager):
+        if args.file:
+            await manager.start_replay(str(path), speed=args.speed, kind="demo", label="Demo session")
+        else:
+            await manager.start_demo(speed=args.speed)
+
+    return _serve(args, start)
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from monitor.console import replay_to_terminal
+    if args.terminal:
+        from monitor.console import replay_to_terminal
 
-    path = Path(args.file)
-    if not path.exists():
-        raise CliError(f"no such recording: {path}")
-    return asyncio.run(replay_to_terminal(path, speed=args.speed, limit_s=args.duration))
+        path = Path(args.source)
+        if not path.exists():
+            raise CliError(f"no such recording: {path}")
+        return asyncio.run(replay_to_terminal(path, speed=args.speed, limit_s=args.duration))
+    if args.source.endswith((".jsonl", ".jsonl.gz")) and not Path(args.source).exists():
+        raise CliError(f"no such recording: {args.source}")
+
+    async def start(manager):
+        await manager.start_replay(args.source, speed=args.speed)
+
+    return _serve(args, start, path="/practitioner")
+
+
+def _cmd_live(args: argparse.Namespace) -> int:
+    async def start(manager):
+        await manager.start_live(args.a, args.b, label=args.label or "", names=(args.name_a or "", args.name_b or ""))
+
+    print("Connecting the straps (a strap out of reach is retried until you stop).")
+    return _serve(args, start)
+
+
+def _cmd_sessions(args: argparse.Namespace) -> int:
+    from monitor.store import Store
+
+    with Store(args.db) as store:
+        store.recover_interrupted()
+        sessions = store.list_sessions()
+    if not sessions:
+        print("No sessions stored yet. Try: coreg demo")
+        return 0
+    print(f"{'id':<14} {'kind':<7} {'status':<12} {'started (UTC)':<21} {'length':>7}  label")
+    for s in sessions:
+        minutes, seconds = divmod(int(s.duration_s), 60)
+        print(f"{s.id:<14} {s.kind:<7} {s.status:<12} {s.started_at:<21} {minutes:>4}:{seconds:02d}  {s.label}")
+    return 0
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
@@ -108,17 +170,41 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="replay a bundled session live, as if two straps were on")
+    def server_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+        p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+        p.add_argument("--no-browser", action="store_true", help="do not open a browser")
+        p.add_argument("--db", help="the session database (default: in your user data folder)")
+        p.add_argument("--config", help="a TOML file of settings to use instead of the defaults")
+
+    p = sub.add_parser("demo", help="a bundled session replayed live into the dashboard")
     p.add_argument("--file", help="replay this recording instead of the bundled one")
     p.add_argument("--speed", type=float, default=1.0, help="replay speed (1 = real time)")
-    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--terminal", action="store_true", help="print heart rate and RR in the terminal instead")
+    p.add_argument("--duration", type=float, default=None, help="with --terminal: stop after this many seconds")
+    server_options(p)
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("replay", help="replay a recording live")
-    p.add_argument("file", help="a coreg-session recording (.jsonl or .jsonl.gz)")
+    p = sub.add_parser("replay", help="replay a recording or a stored session into the dashboard")
+    p.add_argument("source", metavar="FILE|SESSION_ID", help="a .jsonl/.jsonl.gz recording or a stored session id")
     p.add_argument("--speed", type=float, default=1.0, help="replay speed (1 = real time)")
-    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--terminal", action="store_true", help="print heart rate and RR in the terminal instead")
+    p.add_argument("--duration", type=float, default=None, help="with --terminal: stop after this many seconds")
+    server_options(p)
     p.set_defaults(func=_cmd_replay)
+
+    p = sub.add_parser("live", help="a live session with two straps, in the dashboard")
+    p.add_argument("--a", required=True, metavar="ADDR", help="partner A's strap address (see coreg scan)")
+    p.add_argument("--b", required=True, metavar="ADDR", help="partner B's strap address")
+    p.add_argument("--label", help="a name for this session")
+    p.add_argument("--name-a", help="partner A's name, as the screen should say it")
+    p.add_argument("--name-b", help="partner B's name")
+    server_options(p)
+    p.set_defaults(func=_cmd_live)
+
+    p = sub.add_parser("sessions", help="list the stored sessions")
+    p.add_argument("--db", help="the session database (default: in your user data folder)")
+    p.set_defaults(func=_cmd_sessions)
 
     p = sub.add_parser("analyze", help="run the whole pipeline over recordings, as fast as it goes")
     p.add_argument("files", nargs="+", help="coreg-session recordings")
@@ -157,10 +243,12 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     from devices.recording import RecordingError
+    from monitor.config import ConfigError
+    from monitor.store import StoreError
 
     try:
         return args.func(args)
-    except (CliError, RecordingError) as exc:
+    except (CliError, RecordingError, StoreError, ConfigError) as exc:
         print(f"coreg {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

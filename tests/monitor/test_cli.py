@@ -38,7 +38,7 @@ def test_simulate_unknown_scenario_is_a_clear_error(tmp_path: Path, capsys) -> N
 
 
 def test_demo_prints_both_partners_heart_rate_and_rr(capsys) -> None:
-    assert main(["demo", "--speed", "0", "--duration", "30"]) == 0
+    assert main(["demo", "--terminal", "--speed", "0", "--duration", "30"]) == 0
     lines = capsys.readouterr().out.splitlines()
     beats = [ln for ln in lines if ":" in ln[:9] and "strap" not in ln]
     # Compare with the recording itself: the notifications of the first 30 s.
@@ -57,13 +57,13 @@ def test_replay_of_a_broken_file_names_the_line(tmp_path: Path, capsys) -> None:
     src[5] = src[5].replace('"hrm": "', '"hrm": "zz')
     bad = tmp_path / "bad.jsonl"
     bad.write_text("\n".join(src) + "\n")
-    assert main(["replay", str(bad), "--speed", "0"]) == 2
+    assert main(["replay", str(bad), "--terminal", "--speed", "0"]) == 2
     err = capsys.readouterr().err
     assert "bad.jsonl" in err and "line 6" in err
 
 
 def test_replay_missing_file(capsys) -> None:
-    assert main(["replay", "/nonexistent/x.jsonl"]) == 2
+    assert main(["replay", "/nonexistent/x.jsonl", "--terminal"]) == 2
     assert "no such recording" in capsys.readouterr().err
 
 

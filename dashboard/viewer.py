@@ -1,0 +1,158 @@
+"""One WebSocket viewer: the snapshot first, then every live message, until it leaves.
+
+A viewer either follows one session (``/ws?session=ID``) or, by default, whatever the
+manager runs now: when a newer session starts, the viewer is sent that session's
+snapshot and follows it (so the couple's screen follows the practitioner's "start").
+With nothing running it is sent ``{"type": "idle"}`` and waits. A session that is only
+stored (finished earlier) is sent as a snapshot of its events, without ticks.
+
+Messages from the viewer are small JSON objects; the couple view sends
+``{"type": "ack", "prompt_t": t}`` when a prompt card is acknowledged, which is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from dashboard.hub import DEFAULT_QUEUE_SIZE, ViewerFeed
+from monitor.store import StoreError
+
+log = logging.getLogger("coreg.dashboard.viewer")
+
+MAX_CLIENT_MESSAGE_CHARS = 4096
+WS_CLOSE_UNKNOWN_SESSION = 4404
+IDLE = {"type": "idle"}
+
+
+def dumps(message: Any) -> str:
+    """JSON for a browser: a stray NaN or infinity (which JSON.parse refuses) becomes null."""
+    try:
+        return json.dumps(message, allow_nan=False, separators=(",", ":"))
+    except ValueError:
+        return json.dumps(_finite(message), allow_nan=False, separators=(",", ":"))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def stored_snapshot(store: Any, session_id: str) -> dict:
+    """The snapshot of a session no runner holds: its summary and stored events."""
+    info = {**store.get_session(session_id).to_json(), "running": False}
+    return {"type": "snapshot", "session": info, "ticks": [], "events": store.events(session_id), "replay": None}
+
+
+async def serve_viewer(
+    websocket: WebSocket,
+    manager: Any,
+    session_id: str | None,
+    *,
+    queue_size: int = DEFAULT_QUEUE_SIZE,
+    follow_poll_s: float = 1.0,
+) -> None:
+    """Accept the WebSocket and feed it until the viewer disconnects."""
+    await websocket.accept()
+    if session_id is not None and manager.get(session_id) is None:
+        try:
+            snapshot = stored_snapshot(manager.store, session_id)
+        except StoreError:
+            await websocket.close(WS_CLOSE_UNKNOWN_SESSION, reason="no such session")
+            return
+        try:
+            await websocket.send_text(dumps(snapshot))
+            await _receive(websocket)
+        except (WebSocketDisconnect, OSError):
+            pass  # gone already
+        return
+    sender = asyncio.create_task(_send(websocket, manager, session_id, queue_size, follow_poll_s))
+    receiver = asyncio.create_task(_receive(websocket))
+    try:
+        await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (sender, receiver):
+            task.cancel()
+        for task in (sender, receiver):
+            try:
+                await task
+            except (asyncio.CancelledError, WebSocketDisconnect, OSError):
+                pass  # the viewer went away (uvicorn's ClientDisconnected is an OSError)
+            except Exception:
+                log.exception("a dashboard viewer failed")
+    both_open = WebSocketState.CONNECTED == websocket.client_state == websocket.application_state
+    if both_open:
+        try:
+            await websocket.close()
+        except (RuntimeError, OSError):
+            pass  # the client closed at the same moment
+
+
+async def _receive(websocket: WebSocket) -> None:
+    """Read the viewer's messages until it disconnects; only acks mean something."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        text = message.get("text")
+        if not text or len(text) > MAX_CLIENT_MESSAGE_CHARS:
+            continue
+        try:
+            data = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(data, dict) and data.get("type") == "ack":
+            prompt_t = data.get("prompt_t")
+            if isinstance(prompt_t, (int, float)) and not isinstance(prompt_t, bool):
+                log.info("a viewer acknowledged the prompt at t=%.1f s", prompt_t)
+
+
+async def _send(websocket: WebSocket, manager: Any, session_id: str | None, queue_size: int, poll_s: float) -> None:
+    """Send one runner's messages (pinned), or follow the manager's current runner."""
+    follow = session_id is None
+    idle_sent = False
+    while True:
+        runner = manager.current() if follow else manager.get(session_id)
+        if runner is None:
+            if not idle_sent:
+                await websocket.send_text(dumps(IDLE))
+                idle_sent = True
+            await asyncio.sleep(poll_s)
+            continue
+        feed = ViewerFeed(runner, queue_size=queue_size)
+        try:
+            try:
+                first = feed.open()
+            except StoreError:
+                # The session was deleted while a runner still held it: nothing to show.
+                feed.close()
+                if not idle_sent:
+                    await websocket.send_text(dumps(IDLE))
+                    idle_sent = True
+                await asyncio.sleep(poll_s)
+                continue
+            idle_sent = False
+            await websocket.send_text(dumps(first))
+            while not (follow and _replaced(manager, runner)):
+                try:
+                    message = await asyncio.wait_for(feed.next(), timeout=poll_s if follow else None)
+                except asyncio.TimeoutError:
+                    continue
+                await websocket.send_text(dumps(message))
+        finally:
+            feed.close()
+
+
+def _replaced(manager: Any, runner: Any) -> bool:
+    current = manager.current()
+    return current is not None and current is not runner
