@@ -164,6 +164,7 @@ def create_app(
         info(session_id)
         if is_running(held(session_id)):
             raise HTTPException(409, f"session {session_id} is running; stop it first")
+        manager.forget(session_id)
         store.delete_session(session_id)
 
     @app.post("/api/sessions/{session_id}/annotations", response_model=EventOut, status_code=201, responses=_ERRORS)

@@ -27,7 +27,7 @@ from monitor.config import Config
 from monitor.events import Event
 from monitor.live import LivePipeline, TickState
 from monitor.pipeline import Analysis, analyze_records
-from monitor.store import Store
+from monitor.store import Store, StoreError
 
 log = logging.getLogger("coreg.runner")
 Message = dict[str, Any]
@@ -337,6 +337,7 @@ class LiveRunner(_Runner):
         self._stopped = False
         self._tasks: list[asyncio.Task] = []
         self._last_t_s = 0.0
+        self._store_failed = False
 
     def state(self) -> dict:
         status = "stopped" if self._stopped else "running"
@@ -374,7 +375,7 @@ class LiveRunner(_Runner):
 
     def _emit(self, events: list[Event]) -> None:
         for e in events:
-            self.store.add_event(self.id, e)
+            self._store(self.store.add_event, self.id, e)
             self._events.append(e.to_json())
             self._publish(event_message(e))
 
@@ -394,7 +395,7 @@ class LiveRunner(_Runner):
         if record.t_s < self._last_t_s:
             record = dataclasses.replace(record, t_s=self._last_t_s)
         self._last_t_s = record.t_s
-        self.store.add_record(self.id, record)
+        self._store(self.store.add_record, self.id, record)
         n = len(self.pipeline.ticks)
         events = self.pipeline.feed(record)
         self._emit_ticks(self.pipeline.ticks[n:])
@@ -405,6 +406,17 @@ class LiveRunner(_Runner):
             record = await self._queue.get()
             self.handle(record)
 
+    def _store(self, write: Callable, *args) -> None:
+        """Write to the store; if it refuses (disk full, locked), the session goes on
+        in memory and viewers are told once."""
+        try:
+            write(*args)
+        except StoreError:
+            if not self._store_failed:
+                log.exception("could not write session %s to the database", self.id)
+                self._publish({"type": "warning", "text": "The session database cannot be written to right now."})
+            self._store_failed = True
+
     async def _ticker(self) -> None:
         # Ticks run a margin behind the clock so that a record stamped just before a
         # whole second is always in before that second is evaluated.
@@ -414,7 +426,7 @@ class LiveRunner(_Runner):
             events = self.pipeline.advance(now - self.tick_margin_s)
             self._emit_ticks(self.pipeline.ticks[n:])
             self._emit(events)
-            self.store.flush()
+            self._store(self.store.flush)
             await asyncio.sleep(1.0 - (now % 1.0) + 0.01)
 
     async def stop(self) -> None:

@@ -154,6 +154,12 @@ class SessionManager:
             raise StoreError(f"session {session_id} is not running")
         await runner.stop()
 
+    def forget(self, session_id: str) -> None:
+        """Drop a stopped runner (before its session is deleted)."""
+        runner = self.runners.pop(session_id, None)
+        if runner is not None and self._current == session_id:
+            self._current = None
+
     async def close(self) -> None:
         """Stop every session (live ones are finished and committed)."""
         for runner in list(self.runners.values()):

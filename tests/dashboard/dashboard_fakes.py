@@ -202,6 +202,9 @@ class FakeManager:
     def current(self) -> FakeRunner | None:
         return self.runners.get(self._current) if self._current else None
 
+    def forget(self, session_id: str) -> None:
+        self.runners.pop(session_id, None)
+
     def get(self, session_id: str) -> FakeRunner | None:
         return self.runners.get(session_id)
 
