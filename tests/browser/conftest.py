@@ -151,9 +151,13 @@ def demo_server(tmp_path_factory) -> Iterator[DemoServer]:
             process.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """Debian's Chromium, headless, through Playwright (skipped without either)."""
+    """Debian's Chromium, headless, through Playwright (skipped without either).
+
+    Module scope, not session: Playwright's sync API runs an event loop in this
+    thread while it is open, and other tests need to start their own.
+    """
     if not CHROMIUM.exists() or shutil.which(str(CHROMIUM)) is None:
         _unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
     try:
