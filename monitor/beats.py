@@ -219,9 +219,9 @@ def beats_from_notifications(
     """Beat times and RR intervals of one partner from a recording's records.
 
     ``records`` in arrival order (t_s = seconds since session start, host clock).
-    Returns beat times in seconds and RR in 1/1024 s; runs the very loop that live
-    mode runs (one step per notification), so any prefix of a recording gives the
-    same arrays live and batch. Follows DESIGN.md "Beat times".
+    Returns beat times in seconds and RR in 1/1024 s, the very arrays a BeatTimer fed
+    the same records one by one (live mode) returns, so any prefix of a recording gives
+    the same arrays live and batch. Follows DESIGN.md "Beat times".
     """
     return beats_by_partner(records, (partner,), cfg)[partner]
 
@@ -231,10 +231,11 @@ def beats_by_partner(
     partners: Iterable[str] = ("a", "b"),
     cfg: BeatTimingConfig = BeatTimingConfig(),
 ) -> dict[str, BeatSeries]:
-    """beats_from_notifications for several partners in one pass over the records."""
-    timers = {p: BeatTimer(p, cfg) for p in partners}
-    for record in records:
-        timer = timers.get(getattr(record, "partner", None))
-        if timer is not None:
-            timer.step(record)
-    return {p: timer.series() for p, timer in timers.items()}
+    """beats_from_notifications for several partners in one pass over the records.
+
+    Vectorised (monitor.beats_batch); BeatTimer is its reference, bit for bit.
+    """
+    # Imported here: beats_batch builds on this module's BeatSeries and config.
+    from monitor.beats_batch import batch_beats_by_partner
+
+    return {p: timed.series for p, timed in batch_beats_by_partner(records, partners, cfg).items()}

@@ -10,6 +10,7 @@ import json
 import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,6 +21,7 @@ from devices.hrs import (
     parse_battery_level,
     parse_body_sensor_location,
     parse_hrm,
+    parse_hrm_many,
     rr_ms_to_units,
 )
 
@@ -195,3 +197,87 @@ def test_real_polar_recording_parses_completely() -> None:
     assert sum(len(m.rr_ms) for m in parsed) == 798
     assert all(m.contact is None and m.energy_kj is None for m in parsed)
     assert all(300 < r < 2000 for m in parsed for r in m.rr_ms)
+
+
+# --- parse_hrm_many: the vectorised parser against parse_hrm, payload by payload ---
+
+
+def assert_many_matches_one_by_one(payloads: list[bytes]) -> None:
+    many = parse_hrm_many(payloads)
+    assert len(many) == len(payloads)
+    k = 0
+    for i, payload in enumerate(payloads):
+        try:
+            m = parse_hrm(payload)
+        except MalformedPayload as exc:
+            assert not many.ok[i] and many.malformed[i] == exc.reason
+            assert (many.hr_bpm[i], many.rr_count[i], many.rr_zero_dropped[i]) == (0, 0, 0)
+            continue
+        assert many.ok[i] and i not in many.malformed
+        assert many.hr_bpm[i] == m.hr_bpm
+        assert many.rr_zero_dropped[i] == m.rr_zero_dropped
+        n = int(many.rr_count[i])
+        assert many.rr_units[k : k + n].tolist() == [r * 1024 / 1000 for r in m.rr_ms]
+        k += n
+    assert k == len(many.rr_units)
+    assert many.rr_units.dtype == many.rr_count.dtype == many.hr_bpm.dtype == np.int64
+
+
+def test_many_on_hand_laid_payloads() -> None:
+    payloads = [
+        spec_payload(0x10, 90, None, [1099, 423]),  # Polar H10
+        b"",
+        spec_payload(0x1F, 300, 0xFFFF, [0, 812, 0]),  # every flag, zeros dropped
+        bytes([0x01, 0x50]),  # truncated uint16 HR
+        bytes([0x10, 70, 0x33]),  # odd RR byte
+        bytes([0x00, 0x00]),  # HR 0, no RR
+        bytes([0x10, 0x00, 0x00, 0x00]),  # HR 0, its only RR was 0
+        bytes([0x06, 61, 0xAA, 0xBB, 0xCC]),  # no RR flag: trailing bytes ignored
+        bytes([0x08, 70, 0x01]),  # truncated energy
+    ]
+    many = parse_hrm_many(payloads)
+    assert many.ok.tolist() == [True, False, True, False, False, False, False, True, False]
+    assert dict(many.malformed) == {
+        1: "truncated", 3: "truncated", 4: "odd_rr_bytes", 5: "hr_zero_no_rr",
+        6: "hr_zero_no_rr", 8: "truncated",
+    }
+    assert many.hr_bpm.tolist() == [90, 0, 300, 0, 0, 0, 0, 61, 0]
+    assert many.rr_units.tolist() == [1099, 423, 812]
+    assert many.rr_count.tolist() == [2, 0, 1, 0, 0, 0, 0, 0, 0]
+    assert many.rr_zero_dropped.tolist() == [0, 0, 2, 0, 0, 0, 0, 0, 0]
+    assert_many_matches_one_by_one(payloads)
+
+
+def test_many_of_none() -> None:
+    many = parse_hrm_many([])
+    assert len(many) == 0 and len(many.rr_units) == 0 and not many.malformed
+
+
+@st.composite
+def hrm_payloads(draw) -> bytes:
+    """Payloads of every shape: well-formed with any flags, cut short, odd, junk."""
+    flags = draw(st.integers(0, 0xFF))
+    hr = draw(st.integers(0, 0xFFFF if flags & 0x01 else 0xFF))
+    rr = draw(st.lists(st.sampled_from([0, 1, 0xFFFF]) | st.integers(0, 0xFFFF), max_size=9))
+    payload = spec_payload(flags, hr, draw(st.integers(0, 0xFFFF)), rr)
+    shape = draw(st.sampled_from(["whole", "whole", "cut", "extra", "junk"]))
+    if shape == "cut":
+        return payload[: draw(st.integers(0, len(payload)))]
+    if shape == "extra":
+        return payload + draw(st.binary(min_size=1, max_size=3))
+    if shape == "junk":
+        return draw(st.binary(max_size=12))
+    return payload
+
+
+@given(st.lists(hrm_payloads(), max_size=40))
+@settings(max_examples=200, deadline=None)
+def test_many_matches_parse_hrm(payloads: list[bytes]) -> None:
+    assert_many_matches_one_by_one(payloads)
+
+
+def test_many_on_the_polar_recording() -> None:
+    lines = (FIXTURES / "polar_h10_pvc.jsonl").read_text().splitlines()[1:]
+    payloads = [bytes.fromhex(json.loads(line)["hrm"]) for line in lines]
+    assert_many_matches_one_by_one(payloads)
+    assert parse_hrm_many(payloads).rr_count.sum() == 798

@@ -1,15 +1,20 @@
 """Beat timing from notifications: hand-worked chains, the real Polar H10 recording,
-and live (one record at a time) against batch on every prefix."""
+live (one record at a time) against batch on every prefix, and the vectorised batch
+path against BeatTimer, bit for bit, on every fixture and on random record streams."""
 
 import json
+from functools import lru_cache
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import monitor.beats_batch as beats_batch
 from devices.hrs import encode_hrm
+from devices.recording import read_records
 from devices.records import Annotation, Notification, StatusChange
 from monitor.beats import (
     BeatSeries,
@@ -18,6 +23,7 @@ from monitor.beats import (
     beats_by_partner,
     beats_from_notifications,
 )
+from monitor.beats_batch import BatchBeats, batch_beats_by_partner
 
 _REPO_COPY = Path(__file__).resolve().parents[2] / "fixtures" / "polar_h10_pvc.jsonl"
 POLAR = _REPO_COPY if _REPO_COPY.exists() else Path("/work/shared/data/polar_h10_pvc.jsonl")
@@ -66,6 +72,9 @@ def test_chain_ahead_of_arrival_is_reanchored_without_losing_contiguity():
     np.testing.assert_array_equal(s.t_s, [10.0, 11.0, 11.6, 12.6])
     np.testing.assert_array_equal(s.contiguous, [False, True, True, True])
     assert timer.reanchor_count == 2
+    batch = batch_beats_by_partner([note(10.0, 1024), note(11.0, 1024), note(11.6, 1024), note(12.6, 1024)])
+    np.testing.assert_array_equal(batch["a"].series.t_s, [10.0, 11.0, 11.6, 12.6])
+    assert batch["a"].reanchor_count == 2
 
 
 def test_chain_far_behind_arrivals_means_lost_beats():
@@ -234,3 +243,195 @@ def test_last_beat_of_each_notification_stays_in_the_drift_band(records):
         new = timer.feed(record)
         if len(new):
             assert record.t_s - CFG.max_behind_s <= new.t_s[-1] <= record.t_s + CFG.max_ahead_s
+
+
+# --- the vectorised batch path against BeatTimer, bit for bit ---
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+FIXTURE_FILES = sorted(FIXTURES.glob("*.jsonl")) + sorted(FIXTURES.glob("*.jsonl.gz"))
+# A narrow symmetric band: the chain is re-anchored at most notifications, which
+# exercises the step from one re-anchor to the next far more than the defaults.
+TIGHT = BeatTimingConfig(max_ahead_s=0.05, max_behind_s=0.05, max_gap_s=1.5)
+
+
+@lru_cache(maxsize=None)
+def fixture_records(path: Path) -> tuple:
+    return tuple(read_records(path)[1])
+
+
+def reference(records, partner: str, cfg: BeatTimingConfig) -> BeatTimer:
+    timer = BeatTimer(partner, cfg)
+    for record in records:
+        timer.feed(record)
+    return timer
+
+
+def assert_identical(batch: BatchBeats, timer: BeatTimer) -> None:
+    got, ref = batch.series, timer.series()
+    for name in ("t_s", "arrival_t_s"):
+        x, y = getattr(got, name), getattr(ref, name)
+        assert x.dtype == y.dtype == np.float64
+        assert x.view(np.int64).tolist() == y.view(np.int64).tolist(), name
+    assert got.rr_units.dtype == ref.rr_units.dtype and got.rr_units.tolist() == ref.rr_units.tolist()
+    assert got.contiguous.dtype == ref.contiguous.dtype and got.contiguous.tolist() == ref.contiguous.tolist()
+    assert list(got.malformed.items()) == list(ref.malformed.items())  # key order too
+    assert batch.reanchor_count == timer.reanchor_count
+
+
+def test_fixtures_are_there():
+    names = {p.name for p in FIXTURE_FILES}
+    assert "polar_h10_pvc.jsonl" in names and "sim_artifacts.jsonl.gz" in names
+    assert len(names) >= 7
+
+
+@pytest.mark.parametrize("cfg", [CFG, TIGHT], ids=["default", "tight"])
+@pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: p.name)
+def test_batch_equals_beat_timer_on_fixture(path, cfg):
+    records = fixture_records(path)
+    batch = batch_beats_by_partner(records, ("a", "b"), cfg)
+    public = beats_by_partner(iter(records), ("a", "b"), cfg)  # a one-pass iterator will do
+    for partner in ("a", "b"):
+        timer = reference(records, partner, cfg)
+        assert_identical(batch[partner], timer)
+        assert public[partner].t_s.view(np.int64).tolist() == batch[partner].series.t_s.view(np.int64).tolist()
+    assert len(batch["a"].series) > 700  # every fixture has partner a's beats
+    if cfg is TIGHT and path.name == "polar_h10_pvc.jsonl":
+        # hundreds of re-anchors, some runs of more than a scan's length without one
+        assert batch["a"].reanchor_count > 200
+
+
+def test_fixture_with_malformed_payloads_and_zeros():
+    # The fixtures are clean; splice damage into the Polar recording at known places.
+    records = list(fixture_records(FIXTURES / "polar_h10_pvc.jsonl"))
+    records[5] = Notification(records[5].t_s, "a", b"\x10\x00\x00\x00")  # HR 0, RR 0
+    records[100] = Notification(records[100].t_s, "a", records[100].payload[:-1])  # odd
+    records[101] = Notification(records[101].t_s, "a", records[101].payload + b"\x00\x00")  # zero
+    records[300] = Notification(records[300].t_s, "a", b"")
+    records.insert(400, StatusChange(records[400].t_s, "a", "disconnected"))
+    batch = batch_beats_by_partner(records, ("a",))["a"]
+    assert_identical(batch, reference(records, "a", CFG))
+    assert list(batch.series.malformed.items()) == [
+        ("hr_zero_no_rr", 1), ("odd_rr_bytes", 1), ("rr_zero", 1), ("truncated", 1)
+    ]
+
+
+EDGES = BeatTimingConfig(max_ahead_s=0.25, max_behind_s=0.5, max_gap_s=2.0)
+
+
+@pytest.mark.parametrize(
+    ("arrivals", "rr", "t_s", "contiguous", "reanchors"),
+    [
+        # chain at 11.0 exactly 0.25 s ahead of the arrival: still in the band
+        ((10.0, 10.75), 1024, [10.0, 11.0], [False, True], 1),
+        ((10.0, 10.74), 1024, [10.0, 10.74], [False, True], 2),
+        # chain exactly 0.5 s behind: in the band; a little more: beats were lost
+        ((10.0, 11.5), 1024, [10.0, 11.0], [False, True], 1),
+        ((10.0, 11.5078125), 1024, [10.0, 11.5078125], [False, False], 2),
+        # exactly 2 s between notifications is no gap yet
+        ((10.0, 12.0), 2048, [9.0, 10.0, 11.0, 12.0], [False, True, True, True], 1),
+        ((10.0, 12.0078125), 2048, [9.0, 10.0, 11.0078125, 12.0078125], [False, True, False, True], 2),
+    ],
+)
+def test_band_and_gap_edges_belong_inside(arrivals, rr, t_s, contiguous, reanchors):
+    # Dyadic times, so the drift lands exactly on the edge in floating point.
+    records = [note(t, *[1024] * (rr // 1024)) for t in arrivals]
+    timer = reference(records, "a", EDGES)
+    batch = batch_beats_by_partner(records, ("a",), EDGES)["a"]
+    assert_identical(batch, timer)
+    assert batch.series.t_s.tolist() == t_s
+    assert batch.series.contiguous.tolist() == contiguous
+    assert batch.reanchor_count == reanchors
+
+
+def lay_out(flags: int, hr: int, energy: int, rr_units: list[int]) -> bytes:
+    """A payload laid out field by field (GATT Supplement 3.106), whatever the flags."""
+    out = bytes([flags]) + hr.to_bytes(2 if flags & 0x01 else 1, "little")
+    if flags & 0x08:
+        out += energy.to_bytes(2, "little")
+    return out + b"".join(u.to_bytes(2, "little") for u in rr_units)
+
+
+@st.composite
+def rr_lists(draw, beat_units: int) -> list[int]:
+    """0-9 RR values in 1/1024 s: near the stream's rhythm (now and then a 0), or any
+    uint16 value."""
+    if draw(st.integers(0, 3)):
+        return [0 if b < 4 else beat_units + b // 4 - 32 for b in draw(st.binary(max_size=4))]
+    wild = draw(st.binary(max_size=18))
+    return [int.from_bytes(wild[i : i + 2], "little") for i in range(0, len(wild) - 1, 2)]
+
+
+@st.composite
+def payloads(draw, beat_units: int) -> tuple[bytes, int]:
+    """A payload of any kind, and the RR units it carries (0 unless well formed)."""
+    kind = draw(st.sampled_from(["beats"] * 10 + ["no_rr", "truncated", "odd", "hr_zero", "junk"]))
+    # flags (uint16 HR, contact, energy and reserved bits), HR and energy in one draw
+    flags, hr_lo, hr_hi, energy_lo, energy_hi = draw(st.binary(min_size=5, max_size=5))
+    hr = hr_lo | (hr_hi << 8 if flags & 0x01 else 0)
+    energy = energy_lo | energy_hi << 8
+    if kind == "beats":
+        rr = draw(rr_lists(beat_units))
+        return lay_out(flags | 0x10, hr, energy, rr), sum(rr)
+    if kind == "no_rr":  # bytes after the known fields are ignored without the RR flag
+        return lay_out(flags & ~0x10, hr, energy, []) + draw(st.binary(max_size=5)), 0
+    if kind == "truncated":
+        whole = lay_out(flags | 0x10, hr, energy, [1024])
+        return whole[: draw(st.integers(0, 2 + (flags & 0x01) + 2 * bool(flags & 0x08) - 1))], 0
+    if kind == "odd":
+        return lay_out(flags | 0x10, hr, energy, draw(rr_lists(beat_units))) + b"\x01", 0
+    if kind == "hr_zero":  # with or without the RR flag, with or without zero RR values
+        return lay_out(flags & ~0x01, 0, energy, [0] * (hr_lo % 3 if flags & 0x10 else 0)), 0
+    return draw(st.binary(max_size=14)), 0
+
+
+RECORD_KINDS = [(p, "hrm") for p in "aaaaaaaaaabbbbb"] + [("a", "status"), ("b", "status"), ("a", "note")]
+# How long after the previous one a partner's record arrives, given the beats it
+# carries: in step (BLE jitter), late (the chain falls behind), early (it runs ahead),
+# after a gap, a little back in time (a host clock step), or anywhen.
+PACES = {
+    "in step": st.floats(-0.25, 0.25),
+    "late": st.floats(0.2, 1.5),
+    "early": st.floats(-1.0, -0.2),
+}
+OTHER_PACES = {"gap": st.floats(2.0, 12.0), "back": st.floats(-0.4, 0.0), "any": st.floats(0.0, 2.0)}
+TIME_KINDS = ["as is"] * 17 + ["whole float", "int"]
+
+
+@st.composite
+def mixed_streams(draw):
+    """Records of both partners, each on their own clock: arrivals in step with the
+    beats, late, early, after gaps or a step back, times as floats or ints; connection
+    changes, malformed payloads of every kind, dropped zeros, annotations."""
+    beat_units = draw(st.integers(300, 1500))  # this stream's resting rhythm
+    records, clock = [], {"a": 0.0, "b": 0.0}
+    for _ in range(draw(st.integers(0, 60))):
+        partner, kind = draw(st.sampled_from(RECORD_KINDS))
+        payload, carried_units = draw(payloads(beat_units)) if kind == "hrm" else (b"", 0)
+        pace = draw(st.sampled_from(["in step"] * 6 + ["late", "early"] * 2 + list(OTHER_PACES)))
+        if pace in PACES:
+            step_s = carried_units / 1024 + draw(PACES[pace])
+        else:
+            step_s = draw(OTHER_PACES[pace])
+        t = clock[partner] = round(clock[partner] + step_s, 6)
+        when = {"as is": t, "whole float": float(round(t)), "int": round(t)}[draw(st.sampled_from(TIME_KINDS))]
+        if kind == "hrm":
+            records.append(Notification(when, partner, payload))
+        elif kind == "status":
+            records.append(StatusChange(when, partner, draw(st.sampled_from(["connected", "disconnected"]))))
+        else:
+            records.append(Annotation(when, "marked", "test"))
+    return records
+
+
+band = st.sampled_from([0.0, 0.05, 0.3, 1.0, 2.5]) | st.floats(0.0, 5.0)
+configs = st.builds(BeatTimingConfig, max_ahead_s=band, max_behind_s=band, max_gap_s=st.floats(0.5, 8.0))
+
+
+@settings(max_examples=200, deadline=None)
+@given(mixed_streams(), st.one_of(st.just(CFG), configs), st.sampled_from([1, 2, 3, 64]))
+def test_batch_equals_beat_timer_on_random_streams(records, cfg, first_scan):
+    # Short scans make the scan boundaries fall inside these short streams.
+    with mock.patch.object(beats_batch, "_FIRST_SCAN", first_scan):
+        batch = batch_beats_by_partner(records, ("a", "b"), cfg)
+    for partner in ("a", "b"):
+        assert_identical(batch[partner], reference(records, partner, cfg))

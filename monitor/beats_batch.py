@@ -1,0 +1,175 @@
+"""Beat timing of a whole recording at once, bit for bit what BeatTimer gives.
+
+``monitor.beats.BeatTimer`` places beats one notification at a time (live mode). Over a
+recording the same rules are applied column-wise: every payload is parsed in one pass
+(``devices.hrs.parse_hrm_many``), the chain breaks (first beat, connection change,
+malformed notification, gap) are found with prefix counts, and only the drift
+re-anchors, which depend on the anchor before them, are found by stepping from one
+re-anchor to the next, each step a vectorised scan of the notifications after it. The
+float operations are those of ``BeatTimer._place`` in the same order (an exact integer
+unit difference divided by 1024, then added to the anchor time), so the results are
+identical, not merely close (DESIGN.md, "Beat times").
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from devices.hrs import RR_UNITS_PER_SECOND, parse_hrm_many
+from devices.records import Notification, Record, StatusChange
+from monitor.beats import BeatSeries, BeatTimingConfig
+
+# Notifications scanned for a drift past the band in the first step after a re-anchor;
+# the scan doubles while none is found, so a long calm stretch costs a few steps and a
+# stretch of frequent re-anchors costs no more than a short scan each.
+_FIRST_SCAN = 64
+
+
+@dataclass(frozen=True, eq=False)
+class BatchBeats:
+    """One partner's beats from a recording, and how often the chain was anchored.
+
+    ``reanchor_count`` counts every (re-)anchoring, the first one included, as
+    ``BeatTimer.reanchor_count`` does after the same records.
+    """
+
+    series: BeatSeries
+    reanchor_count: int
+
+
+@dataclass(frozen=True)
+class PartnerRecords:
+    """One partner's notifications in arrival order, and where the connection changed.
+
+    t_s: arrival of each notification, s since session start; payloads: their Heart
+    Rate Measurement payloads; status_before: for each connection change, the index of
+    the notification it came before (it breaks that notification's chain).
+    """
+
+    t_s: list[float]
+    payloads: list[bytes]
+    status_before: list[int]
+
+
+def split_by_partner(
+    records: Iterable[Record], partners: tuple[str, ...]
+) -> dict[str, PartnerRecords]:
+    """Each partner's notifications and connection changes; other records are left out."""
+    streams = {p: PartnerRecords([], [], []) for p in partners}
+    for record in records:
+        if isinstance(record, Notification):
+            stream = streams.get(record.partner)
+            if stream is not None:
+                stream.t_s.append(record.t_s)
+                stream.payloads.append(record.payload)
+        elif isinstance(record, StatusChange):
+            stream = streams.get(record.partner)
+            if stream is not None:
+                stream.status_before.append(len(stream.payloads))
+    return streams
+
+
+def _anchors(
+    arrival_s: np.ndarray, last_units: np.ndarray, forced: np.ndarray, cfg: BeatTimingConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per RR-carrying notification: the index of the notification its chain is anchored
+    to after placing it, and whether its first beat lost its predecessor."""
+    m = len(arrival_s)
+    anchor = np.arange(m)
+    lost = forced.copy()
+    starts = np.flatnonzero(forced)
+    ends = np.append(starts[1:], m)
+    for begin, end in zip(starts.tolist(), ends.tolist()):
+        k, pos, width = begin, begin + 1, _FIRST_SCAN
+        while pos < end:
+            hi = min(end, pos + width)
+            chain_s = arrival_s[k] + (last_units[pos:hi] - last_units[k]) / RR_UNITS_PER_SECOND
+            drift_s = chain_s - arrival_s[pos:hi]
+            behind = drift_s < -cfg.max_behind_s
+            out = behind | (drift_s > cfg.max_ahead_s)
+            if not out.any():
+                anchor[pos:hi] = k
+                pos, width = hi, 2 * width
+                continue
+            first = int(np.argmax(out))
+            anchor[pos : pos + first] = k
+            k = pos + first  # re-anchored to itself (anchor[k] == k already)
+            lost[k] = behind[first]
+            pos, width = k + 1, _FIRST_SCAN
+    return anchor, lost
+
+
+def time_partner_beats(
+    records: PartnerRecords, cfg: BeatTimingConfig = BeatTimingConfig()
+) -> BatchBeats:
+    """Beats of one partner from all their notifications, as BeatTimer would place them.
+
+    Beat times and arrivals in s since session start, RR in 1/1024 s. Follows DESIGN.md
+    "Beat times", with BeatTimer's rules and arithmetic.
+    """
+    n = len(records.payloads)
+    hrm = parse_hrm_many(records.payloads)
+    malformed = _malformed_counts(hrm.malformed, hrm.rr_zero_dropped)
+
+    carries = np.flatnonzero(hrm.rr_count > 0)  # the notifications that add beats
+    # Chain breaks (malformed notifications, connection changes) counted up to each
+    # notification: where the count grows between two RR-carrying notifications, the
+    # later one starts a new chain, as it does after a gap or as the very first.
+    breaks = np.zeros(n + 1, dtype=np.int64)
+    breaks[:n] = ~hrm.ok
+    np.add.at(breaks, np.asarray(records.status_before, dtype=np.int64), 1)
+    breaks_so_far = np.cumsum(breaks)[carries]
+    arrival_s = np.asarray(records.t_s, dtype=np.float64)[carries]
+    forced = np.ones(len(carries), dtype=bool)
+    forced[1:] = (np.diff(breaks_so_far) > 0) | (np.diff(arrival_s) > cfg.max_gap_s)
+
+    count = hrm.rr_count[carries]
+    cum_units = np.cumsum(hrm.rr_units)
+    last_units = cum_units[np.cumsum(count) - 1]
+    anchor, lost = _anchors(arrival_s, last_units, forced, cfg)
+
+    # Each beat takes the anchor its notification was left with, as in BeatTimer._place.
+    owner = np.repeat(np.arange(len(carries)), count)
+    beat_anchor = anchor[owner]
+    t_raw = arrival_s[beat_anchor] + (cum_units - last_units[beat_anchor]) / RR_UNITS_PER_SECOND
+    first = np.zeros(len(owner), dtype=bool)
+    first[np.cumsum(count) - count] = True
+    damaged = hrm.rr_zero_dropped[carries][owner] > 0
+    series = BeatSeries(
+        # A re-anchor may reach back before the previous beat: keep time order.
+        t_s=np.maximum.accumulate(t_raw),
+        rr_units=hrm.rr_units,
+        contiguous=~damaged & ~(first & lost[owner]),
+        malformed=malformed,
+        arrival_t_s=arrival_s[owner],
+    )
+    return BatchBeats(series, int(np.count_nonzero(anchor == np.arange(len(anchor)))))
+
+
+def _malformed_counts(reasons: Mapping[int, str], rr_zero_dropped: np.ndarray) -> Mapping[str, int]:
+    """Reason code -> count, keyed in order of first occurrence as BeatTimer's Counter is."""
+    first_at: dict[str, int] = {}
+    for index, reason in sorted(reasons.items()):
+        first_at.setdefault(reason, index)
+    tally = Counter(reasons.values())
+    zero_at = np.flatnonzero(rr_zero_dropped)
+    if len(zero_at):
+        first_at["rr_zero"] = int(zero_at[0])
+        tally["rr_zero"] = int(rr_zero_dropped.sum())
+    return MappingProxyType({reason: tally[reason] for reason in sorted(first_at, key=first_at.get)})
+
+
+def batch_beats_by_partner(
+    records: Iterable[Record],
+    partners: Iterable[str] = ("a", "b"),
+    cfg: BeatTimingConfig = BeatTimingConfig(),
+) -> dict[str, BatchBeats]:
+    """Each partner's beats from a recording's records (arrival order, t_s in s since
+    session start), vectorised; identical to feeding the records to a BeatTimer."""
+    streams = split_by_partner(records, tuple(partners))
+    return {p: time_partner_beats(stream, cfg) for p, stream in streams.items()}
