@@ -65,7 +65,7 @@ STAGES = {
     "linkage": ("batch_linkage",),
 }
 # Parts of the detector loop (the rest of analyze_records) timed on their own.
-DETAIL = {"  of which Detector.step": "Detector.step", "  of which record_events": "record_events"}
+DETAIL = {"  of which Detector.run": "Detector.run", "  of which record_events": "record_events"}
 METRICS = (("RMSSD", "rmssd60_ms"), ("SDNN", "sdnn60_ms"), ("MeanNN", "mean_nn60_ms"))
 
 
@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     cat_t = timed_runs(PromptCatalogue.load, args.repeats)
     print(f"  {'  of which catalogue load':26s} {ms(statistics.median(cat_t))}  (PromptCatalogue.load() timed alone)")
     print("  (detector loop = the total less the four stages above: record events, the loop over "
-          "ticks with settle-in, quality events and Detector.step, activation, event sorting, "
+          "ticks with settle-in, quality events and Detector.run, activation, event sorting, "
           "catalogue load)")
 
     gc.collect()
