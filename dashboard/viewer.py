@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from dashboard.hub import DEFAULT_QUEUE_SIZE, ViewerFeed
 from monitor.store import StoreError
+from monitor.events import json_safe
 
 log = logging.getLogger("coreg.dashboard.viewer")
 
@@ -35,17 +35,7 @@ def dumps(message: Any) -> str:
     try:
         return json.dumps(message, allow_nan=False, separators=(",", ":"))
     except ValueError:
-        return json.dumps(_finite(message), allow_nan=False, separators=(",", ":"))
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
+        return json.dumps(json_safe(message), allow_nan=False, separators=(",", ":"))
 
 
 def stored_snapshot(store: Any, session_id: str) -> dict:

@@ -30,7 +30,7 @@ from devices.recording import (
 from devices.records import Annotation, Notification, PartnerInfo, SessionHeader, StatusChange
 
 REPO = Path(__file__).resolve().parents[2]
-POLAR = Path("/work/shared/data/polar_h10_pvc.jsonl")
+POLAR = Path(__file__).resolve().parents[2] / "fixtures" / "polar_h10_pvc.jsonl"
 
 HEADER = SessionHeader(
     started_at="2024-05-05T15:00:00Z",

@@ -15,7 +15,7 @@ from devices.recording import RecordingError, RecordingWriter
 from devices.records import Annotation, BeatSource, Notification, PartnerInfo, SessionHeader, StatusChange
 from devices.replay import RecordingSource
 
-POLAR = Path("/work/shared/data/polar_h10_pvc.jsonl")
+POLAR = Path(__file__).resolve().parents[2] / "fixtures" / "polar_h10_pvc.jsonl"
 HEADER = SessionHeader("2024-05-05T15:00:00Z", {"a": PartnerInfo("Ann"), "b": PartnerInfo("Bea")})
 NOTE = Annotation(2.0, "pursuit starts", "practitioner")
 RECORDS = [

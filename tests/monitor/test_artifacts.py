@@ -29,8 +29,7 @@ from monitor.artifacts import (
 )
 from monitor.quality import correction_share, low_quality, max_gap_s
 
-_REPO_COPY = Path(__file__).resolve().parents[2] / "fixtures" / "polar_h10_pvc.jsonl"
-POLAR = _REPO_COPY if _REPO_COPY.exists() else Path("/work/shared/data/polar_h10_pvc.jsonl")
+POLAR = Path(__file__).resolve().parents[2] / "fixtures" / "polar_h10_pvc.jsonl"
 CFG = ArtifactConfig()
 PAPER = ArtifactConfig(threshold_cap=0.0, threshold_floor=0.0)  # the paper's thresholds alone
 SEEDS = range(5)

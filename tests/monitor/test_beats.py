@@ -25,8 +25,7 @@ from monitor.beats import (
 )
 from monitor.beats_batch import BatchBeats, batch_beats_by_partner
 
-_REPO_COPY = Path(__file__).resolve().parents[2] / "fixtures" / "polar_h10_pvc.jsonl"
-POLAR = _REPO_COPY if _REPO_COPY.exists() else Path("/work/shared/data/polar_h10_pvc.jsonl")
+POLAR = Path(__file__).resolve().parents[2] / "fixtures" / "polar_h10_pvc.jsonl"
 CFG = BeatTimingConfig()
 
 

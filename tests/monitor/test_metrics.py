@@ -22,8 +22,7 @@ from monitor.metrics import (
     session_ticks,
 )
 
-_REPO_COPY = Path(__file__).resolve().parents[2] / "fixtures" / "polar_h10_pvc.jsonl"
-POLAR = _REPO_COPY if _REPO_COPY.exists() else Path("/work/shared/data/polar_h10_pvc.jsonl")
+POLAR = Path(__file__).resolve().parents[2] / "fixtures" / "polar_h10_pvc.jsonl"
 CFG = MetricsConfig()
 LIVE_LOOKBACK_S = 90.0
 
