@@ -16,7 +16,7 @@ from typing import Annotated, Any, Iterable
 
 from fastapi import FastAPI, HTTPException, Path as PathParam, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.background import BackgroundTask
 
@@ -221,6 +221,25 @@ def create_app(
             filename=filename,
             background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
         )
+
+    @app.get(
+        "/api/sessions/{session_id}/report",
+        response_class=HTMLResponse,
+        responses={200: {"content": {"text/html": {}}}, **_ERRORS},
+    )
+    def report(session_id: SessionId) -> HTMLResponse:
+        """The post-session report (monitor.report): one self-contained HTML page.
+
+        A plain ``def``: FastAPI runs it in its thread pool, so the seconds of analysis
+        and plotting never stall the event loop and the viewers' WebSockets.
+        """
+        from monitor.report import report_html
+
+        summary = info(session_id)
+        header, records = store.header(session_id), list(store.records(session_id))
+        label = summary.get("label") or ""
+        page, _ = report_html(header, records, title=f"coreg session report: {label}" if label else "")
+        return HTMLResponse(page, headers={"cache-control": "no-store"})
 
     # -- live messages ------------------------------------------------------------------
 

@@ -161,6 +161,79 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return analyze_files(files, as_json=args.json, config_path=args.config, jobs=args.jobs)
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from monitor.report import write_report
+
+    source = Path(args.source)
+    if source.exists() or args.source.endswith((".jsonl", ".jsonl.gz")):
+        from devices.recording import read_records
+
+        if not source.exists():
+            raise CliError(f"no such recording: {source}")
+        header, records = read_records(source)
+        title = ""
+    else:
+        from monitor.store import Store
+
+        with Store(args.db) as store:
+            info = store.get_session(args.source)
+            header, records = store.header(args.source), list(store.records(args.source))
+        title = f"coreg session report: {info.label}" if info.label else ""
+    html_path, png_path = write_report(header, records, Path(args.out), _config(args), title=title)
+    print(f"Wrote {html_path} and {png_path}.")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from devices.recording import read_records
+    from monitor.export import export_session
+
+    source = Path(args.session)
+    if source.exists():
+        header, records = read_records(source)
+        stem = source.name.split(".")[0]
+    else:
+        from monitor.store import Store
+
+        with Store(args.db) as store:
+            header = store.header(args.session)
+            records = list(store.records(args.session))
+        stem = f"coreg_{args.session}"
+    try:
+        files = export_session(header, records, args.format, Path(args.out), stem, raw=args.raw, cfg=_config(args))
+    except FileExistsError as exc:
+        raise CliError(f"{exc.filename or exc}: exists; coreg does not overwrite exports") from None
+    for f in files:
+        print(f)
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from monitor.import_session import import_files
+    from monitor.importers import ImportFormatError
+    from monitor.store import Store
+
+    if bool(args.a) != bool(args.b):
+        raise CliError("--a and --b go together: one file for each partner")
+    groups = [{"a": f} for f in args.files]
+    if args.a:
+        groups.append({"a": args.a, "b": args.b})
+    if not groups:
+        raise CliError("nothing to import: give FILE... or --a FILE --b FILE")
+    for group in groups:
+        missing = [str(f) for f in group.values() if not Path(f).exists()]
+        if missing:
+            raise CliError(f"no such file: {', '.join(missing)}")
+    with Store(args.db) as store:
+        for group in groups:
+            try:
+                session_id = import_files(store, group, label=args.label or "")
+            except ImportFormatError as exc:
+                raise CliError(str(exc)) from None
+            print(f"{session_id}  {' + '.join(str(f) for f in group.values())}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `coreg`, with every sub-command."""
     parser = argparse.ArgumentParser(
@@ -213,6 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: one per core)")
     p.set_defaults(func=_cmd_analyze)
 
+    p = sub.add_parser("report", help="a post-session report: one HTML page and a PNG figure")
+    p.add_argument("source", metavar="FILE|SESSION_ID", help="a .jsonl/.jsonl.gz recording or a stored session id")
+    p.add_argument("--out", default="report.html", help="the HTML file (default report.html; the figure goes beside it as .png)")
+    p.add_argument("--db", help="the session database (default: in your user data folder)")
+    p.add_argument("--config", help="a TOML file of settings to use instead of the defaults")
+    p.set_defaults(func=_cmd_report)
+
     p = sub.add_parser("scan", help="list heart-rate straps in range")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to listen")
     p.set_defaults(func=_cmd_scan)
@@ -232,6 +312,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output file (.jsonl or .jsonl.gz)")
     p.add_argument("--duration", type=float, default=None, help="seconds (default: the scenario's)")
     p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("export", help="write a session as CSV tables, Kubios RR text or EDF+")
+    p.add_argument("session", metavar="SESSION", help="a stored session id or a recording file")
+    p.add_argument("--format", required=True, choices=("csv", "kubios", "edf"), help="what to write")
+    p.add_argument("--out", default=".", metavar="DIR", help="folder for the files (default: here)")
+    p.add_argument("--raw", action="store_true", help="kubios: the RR values as received, not corrected NN")
+    p.add_argument("--db", help="the session database (default: in your user data folder)")
+    p.add_argument("--config", help="a TOML file of settings to use instead of the defaults")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("import", help="store other tools' RR exports as sessions")
+    p.add_argument("files", nargs="*", metavar="FILE", help="one RR export per session (one partner each)")
+    p.add_argument("--a", metavar="FILE", help="partner A's export, for a session of two")
+    p.add_argument("--b", metavar="FILE", help="partner B's export, with --a")
+    p.add_argument("--label", help="a name for the imported session(s)")
+    p.add_argument("--db", help="the session database (default: in your user data folder)")
+    p.set_defaults(func=_cmd_import)
     return parser
 
 

@@ -197,6 +197,9 @@ function sessionItem(s) {
     });
   }
   const link = el("a", { text: "Export", attrs: { href: `/api/sessions/${id}/export`, download: "" } });
+  button("Report", async () => {
+    window.open(`/api/sessions/${id}/report`, "_blank", "noopener");
+  });
   const meta = [s.kind, s.running ? "running" : s.status, (s.started_at || "").replace("T", " ").replace("Z", ""), clock(s.duration_s || 0)];
   return el("li", { cls: `session-item${s.id === sessionId() ? " current" : ""}` }, [
     el("div", { cls: "label", text: s.label || s.id }),

@@ -72,6 +72,14 @@ class FakeStore:
         self._known(session_id)
         return list(self.stored_events[session_id])
 
+    def header(self, session_id: str) -> SessionHeader:
+        self._known(session_id)
+        return HEADER
+
+    def records(self, session_id: str) -> list:
+        self._known(session_id)
+        return []
+
     def add_annotation(self, session_id: str, t_s: float, text: str, author: str = "") -> Annotation:
         self._known(session_id)
         self.stored_events[session_id].append({"t": t_s, "kind": "annotation", "partner": None, "text": text, "author": author})

@@ -317,6 +317,7 @@ def test_openapi_describes_the_api(client):
         "/api/sessions",
         "/api/sessions/{session_id}",
         "/api/sessions/{session_id}/stop",
+        "/api/sessions/{session_id}/report",
         "/api/sessions/{session_id}/annotations",
         "/api/sessions/{session_id}/control",
         "/api/sessions/{session_id}/export",
