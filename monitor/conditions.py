@@ -11,7 +11,6 @@ comparisons are the same float operations on the same numbers, so both agree exa
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 KEYS: tuple[tuple[str, str | None], ...] = (
     ("divergence", "a"),
@@ -24,20 +23,27 @@ KEYS: tuple[tuple[str, str | None], ...] = (
 
 def rolling_floor(delta_bpm: np.ndarray, known: np.ndarray, n_look: int) -> np.ndarray:
     """Lowest value of the last ``n_look`` known ticks, never reaching back past a tick
-    with missing data; NaN where the tick itself is unknown."""
+    with missing data; NaN where the tick itself is unknown.
+
+    A sparse table: level k holds the minimum of the 2**k ticks ending at each tick,
+    and any window of length L is the minimum of two overlapping level-k blocks (k the
+    largest with 2**k <= L). A minimum picks one of the values, so this is exact.
+    """
     n = len(delta_bpm)
     idx = np.arange(n)
     last_unknown = np.maximum.accumulate(np.where(known, -1, idx)) if n else idx
-    padded = np.concatenate([np.full(n_look - 1, np.inf), np.where(known, delta_bpm, np.inf)])
-    floor = np.empty(n)
-    step = 4096  # rows per chunk: bounds the window matrix's memory on long sessions
-    offsets = np.arange(n_look)
-    for start in range(0, n, step):
-        rows = slice(start, min(start + step, n))
-        win = sliding_window_view(padded, n_look)[rows]
-        first = idx[rows, None] - (n_look - 1) + offsets  # original index of each column
-        win = np.where(first > last_unknown[rows, None], win, np.inf)
-        floor[rows] = win.min(axis=1)
+    length = np.minimum(n_look, idx - last_unknown)  # window length; 0 where unknown
+    levels = [np.where(known, delta_bpm, np.inf)]
+    while 2 ** len(levels) <= n_look:
+        w, prev = 2 ** (len(levels) - 1), levels[-1]
+        nxt = prev.copy()
+        np.minimum(prev[w:], prev[:-w], out=nxt[w:])
+        levels.append(nxt)
+    table = np.stack(levels)
+    level = np.zeros(n, dtype=np.int64)
+    for k in range(1, len(levels)):
+        level[length >= 2**k] = k
+    floor = np.minimum(table[level, idx], table[level, np.minimum(idx - length + 2**level, idx)])
     return np.where(known, floor, np.nan)
 
 
@@ -81,3 +87,42 @@ def conditions(
         for p in ("a", "b"):
             cond[("flooding", p)] = known[p] & ((hr10[p] >= cfg.flood_hr_bpm) | (delta[p] >= cfg.flood_delta_bpm))
     return cond
+
+
+def calm_runs(delta: dict[str, np.ndarray], hr10: dict[str, np.ndarray], recovery_bpm: float) -> np.ndarray:
+    """Per tick, how many ticks in a row, up to and including it, both partners were
+    known and within recovery_bpm (bpm) of baseline: the detector's recovery calm
+    (0 where not calm). Known is tested as ``x == x``, as the detector does."""
+    n = len(delta["a"])
+    calm = np.ones(n, dtype=bool)
+    for p in ("a", "b"):
+        calm &= (delta[p] == delta[p]) & (hr10[p] == hr10[p]) & (np.abs(delta[p]) <= recovery_bpm)
+    idx = np.arange(n)
+    return idx - np.maximum.accumulate(np.where(calm, -1, idx)) if n else idx
+
+
+def next_true(flags: np.ndarray) -> np.ndarray:
+    """Per tick, the index of the first True at or after it (len(flags) if none)."""
+    n = len(flags)
+    return np.minimum.accumulate(np.where(flags, np.arange(n), n)[::-1])[::-1] if n else np.arange(0)
+
+
+def gone_codes(delta: dict[str, np.ndarray], hr10: dict[str, np.ndarray], cfg) -> dict[tuple[str, str | None], np.ndarray]:
+    """Per pattern key and tick, whether an active pattern is clearly gone: 1 yes, 0 no,
+    -1 when data are missing (the detector's ``_gone`` for many ticks: same comparisons)."""
+    with np.errstate(invalid="ignore"):
+        known = {p: (delta[p] == delta[p]) & (hr10[p] == hr10[p]) for p in ("a", "b")}
+        both = known["a"] & known["b"]
+
+        def code(gone: np.ndarray, usable: np.ndarray) -> np.ndarray:
+            return np.where(usable, gone.astype(np.int8), np.int8(-1))
+
+        out = {
+            ("divergence", "a"): code((delta["a"] < cfg.rise_exit_bpm) | (delta["b"] > cfg.other_exit_bpm), both),
+            ("divergence", "b"): code((delta["b"] < cfg.rise_exit_bpm) | (delta["a"] > cfg.other_exit_bpm), both),
+            ("escalation", None): code((delta["a"] < cfg.rise_exit_bpm) | (delta["b"] < cfg.rise_exit_bpm), both),
+        }
+        for p in ("a", "b"):
+            gone = (hr10[p] < cfg.flood_hr_bpm - cfg.flood_exit_margin_bpm) & (delta[p] < cfg.flood_delta_bpm - cfg.flood_exit_margin_bpm)
+            out[("flooding", p)] = code(gone, known[p])
+    return out

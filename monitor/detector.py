@@ -13,16 +13,19 @@ pipeline; live and batch feed it the same numbers tick by tick, so they agree ex
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
-from monitor.conditions import conditions, onset_times, rolling_floor
+from monitor.conditions import calm_runs, conditions, gone_codes, next_true, onset_times, rolling_floor
 from monitor.events import Event
 from monitor.prompts import PromptCatalogue, PromptConfig, PromptGate
 
 OTHER = {"a": "b", "b": "a"}
+_ORDER = {"flooding": 0, "escalation": 1, "divergence": 2}  # prompt priority when several wait
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,16 @@ class PartnerTick:
         return self.delta_bpm == self.delta_bpm and self.hr10_bpm == self.hr10_bpm
 
 
+class _Tick(NamedTuple):
+    """PartnerTick's fields with ``known`` worked out once: batch mode builds one per
+    partner per visited tick, and a tuple is much cheaper to build than a dataclass."""
+
+    delta_bpm: float
+    hr10_bpm: float
+    quality_ok: bool
+    known: bool
+
+
 @dataclass
 class _Active:
     pattern: str
@@ -130,6 +143,8 @@ class Detector:
         self._onset_t_s: dict[str, float] = {"a": float("-inf"), "b": float("-inf")}
         self._flood_hold: dict[str, float] = {}  # partner -> seconds near baseline so far
         self._recoveries: list[_Recovery] = []
+        cfg = self.config
+        self._need = {k: cfg.flood_hold_s if k[0] == "flooding" else cfg.enter_hold_s for k in self._held}
 
     # -- inputs -------------------------------------------------------------------
 
@@ -194,9 +209,12 @@ class Detector:
 
         Conditions come vectorised for all ticks; the machine itself only visits ticks
         where something can change (a condition holds or just stopped holding, or a
-        pattern, a flooding hold or a recovery is open). Gives ``step``'s events.
+        pattern, a flooding hold or a recovery is open). Stretches where only counters
+        move (prompted patterns' gone counts, recoveries' calm counts) are coasted or
+        jumped over with precomputed per-tick values. Gives ``step``'s events.
         """
         cfg = self.config
+        d_keys = ("a", "b")
         known = {p: np.isfinite(delta_bpm[p]) & np.isfinite(hr10_bpm[p]) for p in ("a", "b")}
         n_look = int(round(cfg.rise_lookback_s / self.tick_s))
         floor = {p: rolling_floor(delta_bpm[p], known[p], n_look) for p in known}
@@ -208,14 +226,84 @@ class Detector:
         busy = any_cond.copy()
         busy[1:] |= any_cond[:-1]  # the tick a condition stops, its hold count resets
         events: list[Event] = []
-        for i in range(len(t_s)):
-            if not (busy[i] or self.active or self._flood_hold or self._recoveries):
-                continue
-            ticks = {p: PartnerTick(float(delta_bpm[p][i]), float(hr10_bpm[p][i]), bool(quality_ok[p][i])) for p in ("a", "b")}
-            events += self._advance(
-                float(t_s[i]), ticks, {k: bool(v[i]) for k, v in cond.items()}, {p: float(onset[p][i]) for p in onset}
-            )
+        n = len(t_s)
+        next_busy = next_true(busy).tolist()
+        calm_n, need_n = self._calm_counts()
+        run_n = calm_runs(delta_bpm, hr10_bpm, cfg.recovery_bpm)
+        ready = next_true(run_n >= need_n).tolist() + [n] if need_n else []
+        run_n = run_n.tolist()
+        busy = busy.tolist()
+        gone = {k: v.tolist() for k, v in gone_codes(delta_bpm, hr10_bpm, cfg).items()}
+        t, q = t_s.tolist(), {p: quality_ok[p].tolist() for p in ("a", "b")}
+        d, h = {p: delta_bpm[p].tolist() for p in d_keys}, {p: hr10_bpm[p].tolist() for p in d_keys}
+        held = {k: v.tolist() for k, v in cond.items()}
+        ons = {p: v.tolist() for p, v in onset.items()}
+        i = 0
+        while i < n:
+            if not (busy[i] or self.active or self._flood_hold):
+                if not self._recoveries:
+                    i = next_busy[i]  # nothing open: the machine stands still until then
+                    continue
+                if need_n:
+                    i = self._skip_calm(i, next_busy[i], t, run_n, ready, calm_n, need_n)
+                    if i >= n:
+                        break
+            elif need_n and not (busy[i] or self._flood_hold) and all(a.prompted for a in self.active.values()):
+                i = self._coast(i, next_busy[i], gone, run_n)
+                if i >= n:
+                    break
+            ticks = {p: _Tick(d[p][i], h[p][i], q[p][i], d[p][i] == d[p][i] and h[p][i] == h[p][i]) for p in d_keys}
+            events += self._advance(t[i], ticks, {k: v[i] for k, v in held.items()}, {p: v[i] for p, v in ons.items()})
+            i += 1
         return events
+
+    def _calm_counts(self) -> tuple[list[float], int]:
+        """A recovery's calm_s after k calm ticks in a row (the same additions ``step``
+        does), for k below the count that completes it, and that count; count 0 when a
+        shortcut over calm ticks would not be exact (a hold or recovery of 0 s)."""
+        cfg = self.config
+        calm_s = [0.0]
+        if min(cfg.recovery_s, cfg.enter_hold_s, cfg.flood_hold_s, cfg.exit_hold_s) <= 0 or self.tick_s <= 0:
+            return calm_s, 0
+        while calm_s[-1] + self.tick_s < cfg.recovery_s:
+            calm_s.append(calm_s[-1] + self.tick_s)
+        return calm_s, len(calm_s)
+
+    def _skip_calm(self, i: int, stop: int, t: list[float], run_n: list[int], ready: list[int], calm_n: list[float], need_n: int) -> int:
+        """From tick i, where only recoveries are open, jump to the next tick where
+        anything can happen: ``stop`` (the next busy tick) or the first tick at which a
+        recovery completes. Recoveries have been counted at every tick since their
+        prompt, so each one's count is its calm run, capped by the ticks since then."""
+        born = [bisect_left(t, rec.prompt_t_s) for rec in self._recoveries]
+        for b in born:
+            stop = min(stop, ready[min(max(i, b + need_n - 1), len(ready) - 1)])
+        if stop > i:
+            for rec, b in zip(self._recoveries, born):
+                rec.calm_s = calm_n[min(run_n[stop - 1], stop - b)]
+        return stop
+
+    def _coast(self, i: int, stop: int, gone: dict[tuple[str, str | None], list[int]], run_n: list[int]) -> int:
+        """From tick i, while nothing is busy, no flooding hold is open and every active
+        pattern has had its prompt, only the patterns' gone counts and the recoveries'
+        calm counts move: advance them tick by tick (as ``_advance`` would) up to
+        ``stop``, or to the tick at which one would end or complete, which is returned
+        for ``_advance`` to play in full."""
+        tick_s, exit_s, recovery_s = self.tick_s, self.config.exit_hold_s, self.config.recovery_s
+        acts = [(act, gone[key]) for key, act in self.active.items()]
+        recs = self._recoveries
+        while i < stop:
+            calm = run_n[i] > 0
+            if any(g[i] == 1 and act.gone_s + tick_s >= exit_s for act, g in acts):
+                return i
+            if calm and any(rec.calm_s + tick_s >= recovery_s for rec in recs):
+                return i
+            for act, g in acts:
+                if g[i] >= 0:  # -1: data missing, the count waits
+                    act.gone_s = act.gone_s + tick_s if g[i] else 0.0
+            for rec in recs:
+                rec.calm_s = rec.calm_s + tick_s if calm else 0.0
+            i += 1
+        return i
 
     def _advance(
         self,
@@ -243,10 +331,11 @@ class Detector:
                 events.append(Event(t_s, "pattern_end", key[1], {"pattern": key[0], "duration_s": t_s - act.start_t_s}))
 
         for key, held in self._held.items():
+            if key in self.active or not held >= self._need[key]:
+                continue  # the common case, tested first: the checks below have no side effects
             pattern, p = key
-            need = cfg.flood_hold_s if pattern == "flooding" else cfg.enter_hold_s
             quality = ticks[p].quality_ok if p and pattern == "flooding" else a.quality_ok and b.quality_ok
-            if key not in self.active and held >= need and quality and self._old_enough(key, t_s, onset):
+            if quality and self._old_enough(key, t_s, onset):
                 self.active[key] = _Active(pattern, p, t_s)
                 events.append(Event(t_s, "pattern_start", p, {"pattern": pattern}))
 
@@ -258,13 +347,14 @@ class Detector:
         cfg = self.config
         if not (ticks["a"].quality_ok and ticks["b"].quality_ok):
             return []
+        if not self._flood_hold and all(act.prompted for act in self.active.values()):
+            return []  # nothing to count down and nothing to prompt (the usual tick)
         for p in list(self._flood_hold):
             near = ticks[p].known and ticks[p].delta_bpm <= cfg.near_baseline_bpm
             self._flood_hold[p] = self._flood_hold[p] + self.tick_s if near else 0.0
             if self._flood_hold[p] >= cfg.near_baseline_s:
                 del self._flood_hold[p]
-        order = {"flooding": 0, "escalation": 1, "divergence": 2}
-        for act in sorted(self.active.values(), key=lambda x: order[x.pattern]):
+        for act in sorted(self.active.values(), key=lambda x: _ORDER[x.pattern]):
             if act.prompted:
                 continue
             urgent = act.pattern == "flooding"
@@ -284,6 +374,8 @@ class Detector:
         return []
 
     def _recovery(self, t_s: float, ticks: dict[str, PartnerTick]) -> list[Event]:
+        if not self._recoveries:
+            return []
         cfg = self.config
         calm = all(x.known and abs(x.delta_bpm) <= cfg.recovery_bpm for x in ticks.values())
         events = []

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 UNITS_PER_MINUTE = 60 * 1024  # 60 s in the strap's 1/1024 s unit
+_CHUNK_WINDOWS = 512  # windows per pass in LinkageTracker.at: temporaries of 41 lags x 512 x 8 B = 168 KiB
 
 
 @dataclass(frozen=True)
@@ -106,14 +107,33 @@ class Prefix:
         self.keep = keep
         self.base = 0
         self.sums = np.zeros((n_series, 1))
+        self._pending = 1  # first column not yet summed (see reserve)
 
     def extend(self, values: np.ndarray) -> None:
         """Append ``values`` (n_series × m) to the running sums."""
-        if values.shape[1] == 0:
-            return
-        start = self.sums[:, -1:]
-        more = np.cumsum(np.concatenate([start, values], axis=1), axis=1)[:, 1:]
-        self.sums = np.concatenate([self.sums, more], axis=1)
+        self.reserve(values.shape[1])[...] = values
+        self.accumulate()
+
+    def reserve(self, m: int) -> np.ndarray:
+        """Add ``m`` columns and return them (n_series × m, a view) for the caller to
+        fill with the new samples; ``accumulate`` then turns them into sums.
+
+        Filling in place spares the copies of stacking the samples first: on a long
+        batch the sums run to megabytes, and each fresh copy costs page faults.
+        """
+        old = self.sums.shape[1]
+        grown = np.empty((self.sums.shape[0], old + m))
+        grown[:, :old] = self.sums
+        self.sums = grown
+        self._pending = old
+        return grown[:, old:]
+
+    def accumulate(self) -> None:
+        """Turn the columns filled since ``reserve`` into running sums, continuing the
+        last sum before them (the same additions, in the same order, as one cumsum)."""
+        tail = self.sums[:, self._pending - 1 :]
+        np.cumsum(tail, axis=1, out=tail)
+        self._pending = self.sums.shape[1]
 
     def trim(self) -> None:
         """Forget columns that no window can reach any more (live mode's memory bound).
@@ -127,7 +147,8 @@ class Prefix:
 
     def window(self, row: int | slice, stop: np.ndarray, n: int) -> np.ndarray:
         """Sum of series ``row`` (or rows) over samples (stop - n, stop], 1-based."""
-        return self.sums[row, stop - self.base] - self.sums[row, stop - n - self.base]
+        sums = self.sums[row]  # one row first: indexing it is faster than sums[row, stop]
+        return sums[..., stop - self.base] - sums[..., stop - n - self.base]
 
 
 class LinkageTracker:
@@ -165,11 +186,13 @@ class LinkageTracker:
         h = 2 * lag_max
         # Product pairs a at sample k - max(lag, 0), b at k - max(-lag, 0): the later
         # sample of each pair is the new one, so nothing needs the future.
-        cross = np.empty((len(self.lags), m))
-        for row, (sa, sb) in enumerate(zip(self._shift_a[:, 0], self._shift_b[:, 0])):
-            np.multiply(self._a[h - sa : h - sa + m], self._b[h - sb : h - sb + m], out=cross[row])
-        values = np.vstack([a, a * a, k * a, ok_a, b, b * b, k * b, ok_b, cross])
-        self._prefix.extend(values)
+        block = self._prefix.reserve(m)
+        rows = (a, a * a, k * a, ok_a, b, b * b, k * b, ok_b)
+        for row, x in enumerate(rows):
+            block[row] = x
+        for row, (sa, sb) in enumerate(zip(self._shift_a[:, 0], self._shift_b[:, 0]), start=len(rows)):
+            np.multiply(self._a[h - sa : h - sa + m], self._b[h - sb : h - sb + m], out=block[row])
+        self._prefix.accumulate()
         self.n_samples += m
 
     def trim(self) -> None:
@@ -185,26 +208,38 @@ class LinkageTracker:
         best_r = np.full(stop.shape, np.nan)
         best_lag = np.full(stop.shape, np.nan)
         enough = stop - n - self.cfg.max_lag_n >= 0
-        if not enough.any():
-            return best_r, best_lag
-        st = stop[enough]
+        where = np.flatnonzero(enough)
+        # In chunks of windows: every temporary then stays small enough to stay in cache
+        # and be reused, instead of megabytes of fresh pages per operation.
+        # Each window's arithmetic is the same whatever chunk it falls in.
+        for lo in range(0, len(where), _CHUNK_WINDOWS):
+            sel = where[lo : lo + _CHUNK_WINDOWS]
+            best_r[sel], best_lag[sel] = self._best(stop[sel])
+        return best_r, best_lag
+
+    def _best(self, st: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``at`` for windows that all have enough samples before them."""
+        n = self.cfg.window_n
         t_mean = (n - 1) / 2
         stt = n * (n * n - 1) / 12.0
         p = self._prefix
-        # Each partner's own window sums depend only on how early the window ends
-        # (0 .. max_lag samples): compute them once per shift, then pick per lag.
-        shifts = np.arange(self.cfg.max_lag_n + 1)[:, None]
+        # Each partner's own window sums depend only on where the window ends: compute
+        # them once for every end sample any lag needs (windows 1 s apart share most
+        # ends), then pick per lag and window.
+        lo = int(st.min()) - self.cfg.max_lag_n
+        end = np.arange(lo, int(st.max()) + 1)
 
         def own(rows: tuple[int, int, int, int]):
-            end = st[None, :] - shifts
             s1, s2 = p.window(rows[0], end, n), p.window(rows[1], end, n)
             # Σ t·x with t counted from the window's first sample (t = k - (end - n) - 1)
             ct = p.window(rows[2], end, n) - (end - n + 1) * s1 - t_mean * s1
             full = p.window(rows[3], end, n) == n
             return s1, s2 - s1 * s1 / n - ct * ct / stt, ct, full
 
-        sa, raa, cta, full_a = (x[self._shift_a[:, 0]] for x in own((0, 1, 2, 3)))
-        sb, rbb, ctb, full_b = (x[self._shift_b[:, 0]] for x in own((4, 5, 6, 7)))
+        at_a = st[None, :] - lo - self._shift_a  # index into ``end`` of a's window, per lag
+        at_b = st[None, :] - lo - self._shift_b
+        sa, raa, cta, full_a = (x[at_a] for x in own((0, 1, 2, 3)))
+        sb, rbb, ctb, full_b = (x[at_b] for x in own((4, 5, 6, 7)))
         full = full_a & full_b
         sab = p.window(slice(8, None), st, n)  # one row per lag, one column per window
         rab = sab - sa * sb / n - cta * ctb / stt
@@ -220,6 +255,4 @@ class LinkageTracker:
         cols = np.arange(len(st))
         r_best = np.where(finite, r_all[pick, cols], np.nan)
         lag_best = np.where(finite, self.lags[pick] / self.cfg.fs_hz, np.nan)
-        best_r[enough] = r_best
-        best_lag[enough] = lag_best
-        return best_r, best_lag
+        return r_best, lag_best
