@@ -94,12 +94,18 @@ def create_app(
     def is_running(runner: Any) -> bool:
         return runner is not None and runner.state()["status"] in _LIVE_STATUSES
 
+    def held_flags(session_id: str) -> dict:
+        """``running`` and, while held, the runner's own status (a replay may be paused)."""
+        runner = held(session_id)
+        running = is_running(runner)
+        return {"running": running, "runner_status": runner.state()["status"] if running else None}
+
     def info(session_id: str) -> dict:
         try:
             summary = store.get_session(session_id).to_json()
         except StoreError:
             raise HTTPException(404, f"no session {session_id}") from None
-        return {**summary, "running": is_running(held(session_id))}
+        return {**summary, **held_flags(session_id)}
 
     def runner_or_409(session_id: str) -> Any:
         info(session_id)  # 404 first
@@ -125,7 +131,7 @@ def create_app(
     @app.get("/api/sessions", response_model=list[SessionOut])
     async def list_sessions() -> list[dict]:
         """Every stored session, newest as the store orders them, with a running flag."""
-        return [{**s.to_json(), "running": is_running(held(s.id))} for s in store.list_sessions()]
+        return [{**s.to_json(), **held_flags(s.id)} for s in store.list_sessions()]
 
     @app.get("/api/sessions/{session_id}", response_model=SessionDetail, responses=_ERRORS)
     async def get_session(session_id: SessionId) -> dict:

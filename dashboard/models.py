@@ -114,6 +114,7 @@ class SessionOut(_Open):
     n_notifications: int = 0
     n_events: int = 0
     running: bool = False
+    runner_status: str | None = None  # "running" or "paused" while a runner holds it
 
 
 class ReplayState(_Open):

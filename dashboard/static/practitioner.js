@@ -200,7 +200,7 @@ function sessionItem(s) {
   button("Report", async () => {
     window.open(`/api/sessions/${id}/report`, "_blank", "noopener");
   });
-  const meta = [s.kind, s.running ? "running" : s.status, (s.started_at || "").replace("T", " ").replace("Z", ""), clock(s.duration_s || 0)];
+  const meta = [s.kind, s.running ? s.runner_status || "running" : s.status, (s.started_at || "").replace("T", " ").replace("Z", ""), clock(s.duration_s || 0)];
   return el("li", { cls: `session-item${s.id === sessionId() ? " current" : ""}` }, [
     el("div", { cls: "label", text: s.label || s.id }),
     el("div", { cls: "meta", text: meta.filter(Boolean).join(" · ") }),

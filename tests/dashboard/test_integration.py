@@ -64,6 +64,7 @@ def test_demo_through_the_dashboard(tmp_path):
 
         listed = {s["id"]: s for s in client.get("/api/sessions").json()}
         assert listed[session_id]["running"] is True  # paused still holds the session
+        assert listed[session_id]["runner_status"] == "paused"
 
         export = client.get(f"/api/sessions/{session_id}/export")
         assert export.status_code == 200
