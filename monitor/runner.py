@@ -22,12 +22,13 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from devices.records import Annotation, Notification, Record, SessionHeader, SessionClock
+from devices.records import Annotation, Record, SessionClock, SessionHeader
 from monitor.config import Config
 from monitor.events import Event
 from monitor.live import LivePipeline, TickState
 from monitor.pipeline import Analysis, analyze_records
 from monitor.store import Store, StoreError
+from monitor.summary import episodes
 
 log = logging.getLogger("coreg.runner")
 Message = dict[str, Any]
@@ -289,16 +290,10 @@ class ReplayRunner(_Runner):
 def replay_ticks(analysis: Analysis) -> list[Message]:
     """Every tick message of an analysed session, as the live runner would send them."""
     cols = {p: res.columns() for p, res in analysis.partners.items()}
-    spans = []  # (start, end, pattern, partner) from the events
-    open_: dict[tuple, float] = {}
-    for e in analysis.events:
-        if e.kind == "pattern_start":
-            open_[(e.data["pattern"], e.partner)] = e.t_s
-        elif e.kind == "pattern_end":
-            key = (e.data["pattern"], e.partner)
-            if key in open_:
-                spans.append((open_.pop(key), e.t_s, *key))
-    spans += [(start, math.inf, *key) for key, start in open_.items()]
+    spans = [
+        (ep["start_s"], math.inf if ep["end_s"] is None else ep["end_s"], ep["pattern"], ep["partner"])
+        for ep in episodes(analysis)
+    ]
     out = []
     for i, t in enumerate(analysis.tick_t_s):
         values = {p: {k: float(v[i]) for k, v in c.items()} for p, c in cols.items()}
@@ -456,7 +451,3 @@ class LiveRunner(_Runner):
         self.handle(record)
         self.store.flush()
         return Event(record.t_s, "annotation", None, {"text": text, "author": author}).to_json()
-
-
-def count_notifications(records: Iterable[Record]) -> int:
-    return sum(isinstance(r, Notification) for r in records)
