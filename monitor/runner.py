@@ -28,7 +28,7 @@ from monitor.events import Event
 from monitor.live import LivePipeline, TickState
 from monitor.pipeline import Analysis, analyze_records
 from monitor.store import Store, StoreError
-from monitor.summary import episodes
+from monitor.summary import episodes, rounded
 
 log = logging.getLogger("coreg.runner")
 Message = dict[str, Any]
@@ -41,10 +41,6 @@ TICK_FIELDS = {
     "vagal_index": "vagal_index",
     "rmssd30_ms": "rmssd_ms",
 }
-
-
-def _num(x: float, digits: int = 3) -> float | None:
-    return round(float(x), digits) if x is not None and math.isfinite(x) else None
 
 
 def quality_word(values: dict[str, float]) -> str:
@@ -66,7 +62,7 @@ def tick_message(
     """The ``tick`` message of one second, from per-partner column values."""
     partners = {}
     for p, v in values.items():
-        row: dict[str, Any] = {out: _num(v.get(col, math.nan)) for col, out in TICK_FIELDS.items()}
+        row: dict[str, Any] = {out: rounded(v.get(col, math.nan), 3) for col, out in TICK_FIELDS.items()}
         row["quality"] = quality_word(v)
         row["settled"] = math.isfinite(v.get("delta_bpm", math.nan))
         partners[p] = row
@@ -74,7 +70,7 @@ def tick_message(
         "type": "tick",
         "t": float(t_s),
         "partners": partners,
-        "linkage": {"r": _num(linkage_r), "lag_s": _num(linkage_lag_s)},
+        "linkage": {"r": rounded(linkage_r, 3), "lag_s": rounded(linkage_lag_s, 3)},
         "patterns": patterns,
     }
 

@@ -16,7 +16,8 @@ def _clock(t_s: float) -> str:
     return f"{minutes}:{seconds:02d}"
 
 
-def _num(x: float, digits: int = 1) -> float | None:
+def rounded(x: float | None, digits: int = 1) -> float | None:
+    """``x`` rounded for display or JSON; None when unknown (None, NaN, infinite)."""
     return None if x is None or not math.isfinite(x) else round(float(x), digits)
 
 
@@ -50,10 +51,10 @@ def summarize(analysis: Analysis) -> dict[str, Any]:
             "settled_s": res.settled_t_s,
             "beats": res.n_raw_beats,
             "corrected_beats": res.n_corrected_beats,
-            "low_quality_share": _num(float(np.mean(q.connected & ~q.quality_ok)) if n_ticks else 0.0, 4),
+            "low_quality_share": rounded(float(np.mean(q.connected & ~q.quality_ok)) if n_ticks else 0.0, 4),
             "disconnected_s": float(np.sum(~q.connected)),
             "malformed": res.malformed,
-            "mean_hr_bpm": _num(float(np.nanmean(q.metrics.hr10_bpm)) if np.isfinite(q.metrics.hr10_bpm).any() else float("nan")),
+            "mean_hr_bpm": rounded(float(np.nanmean(q.metrics.hr10_bpm)) if np.isfinite(q.metrics.hr10_bpm).any() else float("nan")),
         }
     eps = episodes(analysis)
     pattern_s = {}
@@ -68,7 +69,7 @@ def summarize(analysis: Analysis) -> dict[str, Any]:
             {"t": e.t_s, "pattern": e.data["pattern"], "partner": e.partner, "recovery_s": recovered.get(e.t_s)}
             for e in prompts
         ],
-        "linkage_median_r": _num(float(np.nanmedian(analysis.linkage_r)) if np.isfinite(analysis.linkage_r).any() else float("nan"), 3),
+        "linkage_median_r": rounded(float(np.nanmedian(analysis.linkage_r)) if np.isfinite(analysis.linkage_r).any() else float("nan"), 3),
         "malformed": dict(malformed_total(analysis)),
     }
 
