@@ -8,7 +8,10 @@
   shows what the live session showed.
 
 Viewers subscribe a callback and receive plain JSON-able messages (``tick``,
-``event``, ``state``); ``snapshot()`` gives a late viewer the session so far.
+``event``, ``state``, and ``beat``: one per heart-rate notification, sent the moment
+it is handled, so a live number can follow the strap without waiting for the next
+tick); ``snapshot()`` gives a late viewer the session so far (beats are not in it:
+the ticks carry their story).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from devices.records import Annotation, Record, SessionClock, SessionHeader
+from devices.hrs import MalformedPayload, parse_hrm
+from devices.records import Annotation, Notification, Record, SessionClock, SessionHeader
 from monitor.config import Config
 from monitor.events import Event
 from monitor.live import LivePipeline, TickState
@@ -72,6 +76,22 @@ def tick_message(
         "partners": partners,
         "linkage": {"r": rounded(linkage_r, 3), "lag_s": rounded(linkage_lag_s, 3)},
         "patterns": patterns,
+    }
+
+
+def beat_message(record: Notification) -> Message | None:
+    """The ``beat`` message of one notification: heart rate and RR as the strap sent
+    them (before artifact correction); None for a payload that does not parse."""
+    try:
+        hrm = parse_hrm(record.payload)
+    except MalformedPayload:
+        return None
+    return {
+        "type": "beat",
+        "t": float(record.t_s),
+        "partner": record.partner,
+        "hr_bpm": hrm.hr_bpm,
+        "rr_ms": [round(rr, 3) for rr in hrm.rr_ms],
     }
 
 
@@ -154,6 +174,9 @@ class ReplayRunner(_Runner):
         self._ticks = replay_ticks(analysis)
         self._events = [e.to_json() for e in analysis.events]
         self._event_t = [e["t"] for e in self._events]
+        self._beats = [m for r in records if isinstance(r, Notification) and (m := beat_message(r))]
+        self._beat_t = [m["t"] for m in self._beats]
+        self._sent_beats = 0
         self._sent_ticks = 0
         self._sent_events = 0
         self._wake = asyncio.Event()
@@ -214,6 +237,7 @@ class ReplayRunner(_Runner):
         self._base_clock = self._clock()
         self._sent_ticks = int(np.searchsorted([m["t"] for m in self._ticks], self._base_pos, side="right"))
         self._sent_events = int(np.searchsorted(self._event_t, self._base_pos, side="right"))
+        self._sent_beats = int(np.searchsorted(self._beat_t, self._base_pos, side="right"))
         snap = self.snapshot()
         snap["type"] = "resync"
         self._publish(snap)
@@ -246,6 +270,9 @@ class ReplayRunner(_Runner):
             while self._sent_events < len(self._events) and self._event_t[self._sent_events] <= pos:
                 self._publish({"type": "event", "event": self._events[self._sent_events]})
                 self._sent_events += 1
+            while self._sent_beats < len(self._beats) and self._beat_t[self._sent_beats] <= pos:
+                self._publish(self._beats[self._sent_beats])
+                self._sent_beats += 1
             finished = pos >= self.duration_s
             if finished and not was_finished:
                 self._publish({"type": "state", **self.state()})
@@ -255,6 +282,7 @@ class ReplayRunner(_Runner):
                 next_t = min(
                     self._ticks[self._sent_ticks]["t"] if self._sent_ticks < len(self._ticks) else math.inf,
                     self._event_t[self._sent_events] if self._sent_events < len(self._events) else math.inf,
+                    self._beat_t[self._sent_beats] if self._sent_beats < len(self._beats) else math.inf,
                     self.duration_s,
                 )
                 wait = max((next_t - pos) / self._speed, 0.0)
@@ -387,6 +415,8 @@ class LiveRunner(_Runner):
             record = dataclasses.replace(record, t_s=self._last_t_s)
         self._last_t_s = record.t_s
         self._store(self.store.add_record, self.id, record)
+        if isinstance(record, Notification) and (beat := beat_message(record)):
+            self._publish(beat)
         n = len(self.pipeline.ticks)
         events = self.pipeline.feed(record)
         self._emit_ticks(self.pipeline.ticks[n:])

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from devices.fakeble import fake_client_factory, load_notifications, run_virtual
-from devices.records import SessionClock
+from devices.hrs import parse_hrm
+from devices.records import Notification, SessionClock
+from devices.recording import read_records
 from monitor.pipeline import analyze_records
 from monitor.sessions import SessionManager
 from monitor.store import Store
@@ -35,6 +37,15 @@ def test_replay_sends_every_tick_and_event_in_order_then_seeks(tmp_path: Path) -
         want = [e.to_json() for e in runner.analysis.events]
         assert events == [e for e in want if e["t"] >= events[0]["t"]]
         assert any(e["kind"] == "prompt" for e in events)
+        # One beat message per notification, in time order, as the strap sent it.
+        beats = [m for m in got if m["type"] == "beat"]
+        first = beats[0]["t"]
+        want_beats = [
+            r for r in read_records(DIVERGENCE)[1] if isinstance(r, Notification) and r.t_s >= first
+        ]
+        assert [(b["t"], b["partner"]) for b in beats] == [(r.t_s, r.partner) for r in want_beats]
+        hrm = parse_hrm(want_beats[100].payload)
+        assert beats[100]["hr_bpm"] == hrm.hr_bpm and beats[100]["rr_ms"] == [round(x, 3) for x in hrm.rr_ms]
         runner.pause()
         runner.seek(400.0)
         resync = [m for m in got if m["type"] == "resync"][-1]
@@ -107,6 +118,9 @@ def test_live_session_from_fake_straps_equals_batch_analysis_of_its_recording(tm
     assert any(e["kind"] == "prompt" for e in live_events)
     ticks = [m for m in got if m["type"] == "tick" and m["t"] <= end]
     assert [m["t"] for m in ticks] == list(batch.tick_t_s)
+    beats = [m for m in got if m["type"] == "beat"]
+    assert len(beats) == info.n_notifications
+    assert [b["t"] for b in beats] == sorted(b["t"] for b in beats)
     hr = [m["partners"]["a"]["hr_bpm"] for m in ticks]
     assert hr[500] == round(float(batch.partners["a"].ticks.metrics.hr10_bpm[500]), 3)
     store.close()
