@@ -239,12 +239,14 @@ def create_app(
         A plain ``def``: FastAPI runs it in its thread pool, so the seconds of analysis
         and plotting never stall the event loop and the viewers' WebSockets.
         """
+        from monitor.config import Config
         from monitor.report import report_html
 
         summary = info(session_id)
         header, records = store.header(session_id), list(store.records(session_id))
         label = summary.get("label") or ""
-        page, _ = report_html(header, records, title=f"coreg session report: {label}" if label else "")
+        cfg = Config.stored(summary.get("config") or {}, f"session {session_id}: stored config")
+        page, _ = report_html(header, records, cfg, title=f"coreg session report: {label}" if label else "")
         return HTMLResponse(page, headers={"cache-control": "no-store"})
 
     # -- live messages ------------------------------------------------------------------

@@ -172,14 +172,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
             raise CliError(f"no such recording: {source}")
         header, records = read_records(source)
         title = ""
+        cfg = _config(args)
     else:
+        from monitor.config import Config
         from monitor.store import Store
 
         with Store(args.db) as store:
             info = store.get_session(args.source)
             header, records = store.header(args.source), list(store.records(args.source))
         title = f"coreg session report: {info.label}" if info.label else ""
-    html_path, png_path = write_report(header, records, Path(args.out), _config(args), title=title)
+        # The settings the session ran with, unless --config asks for others.
+        cfg = _config(args) if args.config else Config.stored(info.config, f"session {info.id}: stored config")
+    html_path, png_path = write_report(header, records, Path(args.out), cfg, title=title)
     print(f"Wrote {html_path} and {png_path}.")
     return 0
 

@@ -16,6 +16,7 @@ The whole config is stored with each session and shown in every analysis output.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ from monitor.detector import DetectorConfig
 from monitor.linkage import LinkageConfig
 from monitor.metrics import MetricsConfig
 from monitor.prompts import PromptConfig
+
+log = logging.getLogger("coreg.config")
 
 
 class ConfigError(ValueError):
@@ -73,6 +76,20 @@ class Config:
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"{where}: [{name}]: {exc}") from exc
         return cls(**values)
+
+    @classmethod
+    def stored(cls, data: dict[str, Any], where: str) -> "Config":
+        """The config a session was recorded with, as the store keeps it.
+
+        A session stored by an older coreg may name settings this one no longer has;
+        its analysis then uses today's defaults (logged), since a report or replay is
+        better made with known settings than refused.
+        """
+        try:
+            return cls.from_mapping(data or {}, where=where)
+        except ConfigError as exc:
+            log.warning("%s; using the default settings instead", exc)
+            return cls()
 
     @classmethod
     def load(cls, path: str | Path) -> "Config":

@@ -204,3 +204,22 @@ def test_dashboard_serves_the_report(tmp_path):
             assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
             assert len(IMG.findall(resp.text)) == 1 and "flooding" in resp.text
             assert client.get("/api/sessions/nosuch/report").status_code == 404
+
+
+def test_a_stored_session_is_reported_with_the_settings_it_ran_with(tmp_path):
+    from devices.recording import read_records
+    from monitor.store import Store
+
+    header, records = read_records(FIXTURES / "sim_divergence.jsonl.gz")
+    db = tmp_path / "c.db"
+    with Store(db) as store:
+        ran_with = store.create_session(header, label="", kind="live", config={"baseline": {"settle_in_s": 150.0}})
+        older = store.create_session(header, label="", kind="live", config={"baseline": {"no_longer_known": 1}})
+        for session_id in (ran_with, older):
+            for record in records[:4000]:
+                store.add_record(session_id, record)
+            store.finish_session(session_id, "finished")
+    for session_id, settle_in in ((ran_with, 150.0), (older, 180.0)):
+        out = tmp_path / f"{session_id}.html"
+        assert main(["report", session_id, "--db", str(db), "--out", str(out)]) == 0
+        assert f"&quot;settle_in_s&quot;: {settle_in}" in out.read_text(encoding="utf-8")
