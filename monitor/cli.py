@@ -33,6 +33,24 @@ def _serve(args: argparse.Namespace, start, path: str = "/") -> int:
     return 0
 
 
+def _lsl(args: argparse.Namespace, manager=None) -> None:
+    """With --lsl: check that pylsl loads (before the server starts), or turn LSL
+    output on for ``manager``'s sessions."""
+    if not getattr(args, "lsl", False):
+        return
+    from monitor.lsl import LslUnavailable, load_pylsl
+
+    if getattr(args, "terminal", False):
+        raise CliError("--lsl publishes the dashboard's sessions; leave out --terminal")
+    try:
+        if manager is None:
+            load_pylsl()
+        else:
+            manager.enable_lsl()
+    except LslUnavailable as exc:
+        raise CliError(str(exc)) from None
+
+
 def _config(args: argparse.Namespace):
     from monitor.config import Config
 
@@ -48,12 +66,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             f"the demo recording {path} is missing; run coreg from a checkout of the "
             "repository (pip install -e .) or pass --file RECORDING"
         )
+    _lsl(args)
     if args.terminal:
         from monitor.console import replay_to_terminal
 
         return asyncio.run(replay_to_terminal(path, speed=args.speed, limit_s=args.duration))
 
     async def start(manager):
+        _lsl(args, manager)
         if args.file:
             await manager.start_replay(str(path), speed=args.speed, kind="demo", label="Demo session")
         else:
@@ -63,6 +83,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
+    _lsl(args)
     if args.terminal:
         from monitor.console import replay_to_terminal
 
@@ -74,13 +95,17 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         raise CliError(f"no such recording: {args.source}")
 
     async def start(manager):
+        _lsl(args, manager)
         await manager.start_replay(args.source, speed=args.speed)
 
     return _serve(args, start, path="/practitioner")
 
 
 def _cmd_live(args: argparse.Namespace) -> int:
+    _lsl(args)
+
     async def start(manager):
+        _lsl(args, manager)
         await manager.start_live(args.a, args.b, label=args.label or "", names=(args.name_a or "", args.name_b or ""))
 
     print("Connecting the straps (a strap out of reach is retried until you stop).")
@@ -253,6 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-browser", action="store_true", help="do not open a browser")
         p.add_argument("--db", help="the session database (default: in your user data folder)")
         p.add_argument("--config", help="a TOML file of settings to use instead of the defaults")
+        p.add_argument(
+            "--lsl", action="store_true",
+            help="also publish RR, 4 Hz heart rate and events as Lab Streaming Layer streams on this machine "
+            "(needs pip install 'coreg[lsl]')",
+        )
 
     p = sub.add_parser("demo", help="a bundled session replayed live into the dashboard")
     p.add_argument("--file", help="replay this recording instead of the bundled one")

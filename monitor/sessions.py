@@ -42,6 +42,16 @@ class SessionManager:
         self.catalogue = catalogue or PromptCatalogue.load()
         self.runners: dict[str, Runner] = {}
         self._current: str | None = None
+        self._lsl = False
+        self._bridges: dict[str, Any] = {}
+
+    def enable_lsl(self) -> None:
+        """Publish every session started from now on as LSL streams on this machine
+        (monitor/lsl.py); raises LslUnavailable without the coreg[lsl] extra."""
+        from monitor.lsl import load_pylsl
+
+        load_pylsl()
+        self._lsl = True
 
     def current(self) -> Runner | None:
         """The most recently started session that is still held."""
@@ -51,6 +61,12 @@ class SessionManager:
         return self.runners.get(session_id)
 
     def _register(self, runner: Runner) -> Runner:
+        # Runners publish nothing before the event loop runs them, so a bridge attached
+        # here sees every message.
+        if self._lsl and runner.id not in self._bridges:
+            from monitor.lsl import LslBridge
+
+            self._bridges[runner.id] = LslBridge(runner)
         self.runners[runner.id] = runner
         self._current = runner.id
         return runner
@@ -153,10 +169,17 @@ class SessionManager:
         if runner is None:
             raise StoreError(f"session {session_id} is not running")
         await runner.stop()
+        self._close_bridge(session_id)
+
+    def _close_bridge(self, session_id: str) -> None:
+        bridge = self._bridges.pop(session_id, None)
+        if bridge is not None:
+            bridge.close()
 
     def forget(self, session_id: str) -> None:
         """Drop a stopped runner (before its session is deleted)."""
         runner = self.runners.pop(session_id, None)
+        self._close_bridge(session_id)
         if runner is not None and self._current == session_id:
             self._current = None
 
@@ -167,4 +190,5 @@ class SessionManager:
                 await runner.stop()
             except Exception:
                 log.exception("stopping session %s failed", runner.id)
+            self._close_bridge(runner.id)
         self.runners.clear()
