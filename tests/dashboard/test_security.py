@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
+import warnings
+from pathlib import Path
+from urllib.parse import unquote_to_bytes
+
 import pytest
 from fastapi.routing import APIRoute, APIWebSocketRoute
-from starlette.routing import Mount
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocketDisconnect
 
 from dashboard.app import create_app
 from dashboard.security import check_token, host_name
-from dashboard_fakes import TOKEN, WS
+from dashboard_fakes import BASE, TOKEN, WS
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # Starlette's note about the httpx2 package
+    from fastapi.testclient import TestClient
 
 BODIES = {
     "/api/sessions": {"kind": "demo"},
@@ -217,3 +227,160 @@ def test_a_browser_without_the_token_gets_a_plain_page(guarded):
     assert TOKEN not in page.text
     assert "<script" not in page.text
     assert "set-cookie" not in page.headers
+
+
+# -- every route, whatever it is, for a host beyond loopback ----------------------------
+
+LAN = "http://192.168.1.20:8000"  # the dashboard served on a home network: token required
+
+
+def fill(path: str) -> str:
+    """A route path with every {parameter} filled in with the held session's id."""
+    return re.sub(r"\{[^}]+\}", "rep1", path)
+
+
+def every_route_request(app) -> tuple[list[tuple[str, str]], list[str]]:
+    """(method, path) of every HTTP route (HEAD included) and path of every WebSocket
+    route in ``app.routes``. A route of a kind not known here fails the test, so that
+    a new kind of route cannot slip past the token check unnoticed."""
+    http, websockets = [], []
+    for route in app.routes:
+        if isinstance(route, (APIWebSocketRoute, WebSocketRoute)):
+            websockets.append(fill(route.path))
+        elif isinstance(route, Mount):
+            static = Path(route.app.directory)
+            http += [("GET", f"{route.path}/{name}") for name in sorted(p.name for p in static.iterdir() if p.is_file())]
+            http.append(("GET", f"{route.path}/"))
+        elif isinstance(route, (APIRoute, Route)):
+            http += [(method, fill(route.path)) for method in sorted(route.methods or ())]
+        else:
+            pytest.fail(f"a route of unknown kind {type(route).__name__} at {getattr(route, 'path', '?')}")
+    return http, websockets
+
+
+def test_every_route_refuses_another_host_without_the_token(make_client, manager):
+    manager.add_runner("rep1")
+    client = make_client(token=TOKEN)
+    client.base_url = LAN
+    http, websockets = every_route_request(client.app)
+    assert len(http) > 12 and websockets == ["/ws"]
+    for method, path in http:
+        body = {"text": "x"} if method == "POST" else None
+        response = client.request(method, LAN + path, json=body)
+        assert response.status_code == 401, (method, path, response.status_code)
+        assert "coreg_token" not in response.headers.get("set-cookie", "")
+        assert response.headers.get("content-type", "").startswith("application/json")
+    for path in websockets:
+        for url in (LAN.replace("http", "ws") + path, LAN.replace("http", "ws") + path + "?token=wrong-token-1"):
+            with client.websocket_connect(url) as ws:
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    ws.receive_json()
+            assert closed.value.code == 4401, url
+    assert manager.started == [] and manager.runners["rep1"].calls == [] and manager.runners["rep1"].events == []
+
+    # The same routes exist and answer once the token is there (so the list is real).
+    for method, path in http:
+        if method in ("GET", "HEAD") and not path.endswith("/static/"):
+            response = client.request(method, LAN + path, headers={"authorization": f"Bearer {TOKEN}"})
+            assert response.status_code == 200, (method, path)
+    with client.websocket_connect(LAN.replace("http", "ws") + f"/ws?token={TOKEN}") as ws:
+        assert ws.receive_json()["type"] == "snapshot"
+
+
+def test_the_token_does_not_excuse_a_foreign_origin(make_client, manager):
+    manager.add_runner("rep1")
+    client = make_client(token=TOKEN)
+    with pytest.raises(WebSocketDisconnect) as refused:
+        with client.websocket_connect(f"{LAN.replace('http', 'ws')}/ws?token={TOKEN}", headers={"origin": "http://evil.example"}):
+            pass
+    assert refused.value.code == 1008
+    posted = client.post(
+        f"{LAN}/api/sessions/rep1/stop", headers={"authorization": f"Bearer {TOKEN}", "origin": "http://evil.example"}
+    )
+    assert posted.status_code == 403 and manager.runners["rep1"].calls == []
+
+
+def test_annotations_over_their_length_bounds_are_refused(client, manager):
+    runner = manager.add_runner("rep1")
+    for body in ({"text": "x" * 501}, {"text": "x", "author": "y" * 61}, {"text": "   "}, {"text": "a\u0007b"}):
+        response = client.post("/api/sessions/rep1/annotations", json=body)
+        assert response.status_code == 422, body
+    assert runner.events == []
+
+
+# -- the file system ---------------------------------------------------------------------
+
+
+def asgi_get(app, raw_path: bytes) -> tuple[int, bytes]:
+    """GET a raw, unnormalised path straight through the ASGI app (an HTTP client would
+    resolve the dot segments before sending)."""
+    path = raw_path.split(b"?")[0]
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+        "path": unquote_to_bytes(path).decode("latin-1"), "raw_path": path, "root_path": "", "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1:8000")], "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
+    }
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+
+TRAVERSALS = [
+    b"/static/../app.py",
+    b"/static/../../pyproject.toml",
+    b"/static/%2e%2e/app.py",
+    b"/static/%2e%2e%2fapp.py",
+    b"/static/..%2f..%2fpyproject.toml",
+    b"/static/..%5capp.py",
+    b"/static/vendor/../../security.py",
+    b"/static//etc/passwd",
+    b"/static/%2fetc%2fpasswd",
+    b"/static/./../app.py",
+    b"/static/couple.js%00.py",
+]
+
+
+@pytest.mark.parametrize("raw_path", TRAVERSALS)
+def test_static_files_never_leave_the_static_folder(client, raw_path):
+    status, body = asgi_get(client.app, raw_path)
+    assert status in (400, 404), (raw_path, status)
+    for secret in (b"def create_app", b"[project]", b"root:", b"class Guard"):
+        assert secret not in body
+
+
+def test_a_replay_source_cannot_read_other_files(tmp_path):
+    """Replaying a file by path (the practitioner view's replay form) reads only files
+    named *.jsonl / *.jsonl.gz, after following links, and says nothing of what a
+    file that is not a recording holds."""
+    from monitor.sessions import SessionManager
+    from monitor.store import Store
+
+    data = tmp_path / "data"
+    data.mkdir()
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    secret = "TOPSECRET-42"
+    (outside / "notes.jsonl").write_text(f'{{"password": "{secret}"}}\n')
+    (outside / "notes.txt").write_text(secret)
+    (outside / "link.jsonl").symlink_to(outside / "notes.txt")
+    (outside / "bad.jsonl").write_bytes(b"\xff\xfe" + secret.encode())
+    store = Store(data / "coreg.db")
+    with TestClient(create_app(SessionManager(store)), base_url=BASE, raise_server_exceptions=False) as client:
+        for source in (
+            "/etc/passwd", "/etc/shadow", str(outside / "notes.txt"), str(outside / "link.jsonl"),
+            str(outside / "notes.jsonl"), str(outside / "bad.jsonl"), str(data / ".." / "elsewhere" / "notes.txt"),
+            str(outside / "missing.jsonl"), "~root/x.jsonl", "../../../../etc/passwd",
+        ):
+            response = client.post("/api/sessions", json={"kind": "replay", "source": source})
+            assert response.status_code == 422, (source, response.text)
+            assert secret not in response.text and "root:" not in response.text, source
+        assert client.get("/api/sessions").json() == []
+    store.close()

@@ -1,5 +1,11 @@
 """A live session killed with SIGKILL is found interrupted, with every notification up
-to the last second, and still replays and analyses."""
+to the last second, and still replays and analyses.
+
+The fake straps in live_writer.py log each notification (with the time on the shared
+monotonic clock) just before handing it to the strap; after the kill, every
+notification delivered more than a second before it (plus LATENCY_SLACK_S for the
+event loop) must be in the store.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,11 @@ from monitor.pipeline import analyze_records
 from monitor.store import Store
 
 HERE = Path(__file__).resolve().parent
+ADDRESSES = {"a": "AA:01", "b": "BB:02"}
+# The store commits at least once a second; the rest allows for the event loop being
+# busy with a tick when a notification arrives (a few ms; more on a loaded machine).
+LOSS_WINDOW_S = 1.0
+LATENCY_SLACK_S = 0.25
 FIXTURE = HERE.parents[1] / "fixtures" / "sim_divergence.jsonl.gz"
 
 
@@ -25,11 +36,26 @@ def committed(db: Path, session_id: str) -> int:
         return con.execute("SELECT COUNT(*) FROM records WHERE session_id = ?", (session_id,)).fetchone()[0]
 
 
+def delivered_before(log: Path, cutoff: float) -> dict[str, int]:
+    """Per partner, how many notifications the fake straps delivered by ``cutoff``
+    (monotonic seconds); a line cut off by the kill is ignored."""
+    counts = {p: 0 for p in ADDRESSES}
+    partner_of = {address: p for p, address in ADDRESSES.items()}
+    for line in log.read_text().splitlines(keepends=True):
+        if not line.endswith("\n"):
+            continue
+        address, when = line.split()
+        if float(when) <= cutoff:
+            counts[partner_of[address]] += 1
+    return counts
+
+
 def test_sigkill_mid_session_loses_at_most_the_last_second(tmp_path: Path) -> None:
     db = tmp_path / "coreg.db"
+    log = tmp_path / "delivered.log"
     env = dict(os.environ, PYTHONPATH=str(HERE.parents[1]))
     proc = subprocess.Popen(
-        [sys.executable, str(HERE / "live_writer.py"), str(db), str(FIXTURE)],
+        [sys.executable, str(HERE / "live_writer.py"), str(db), str(FIXTURE), str(log)],
         stdout=subprocess.PIPE, text=True, env=env,
     )
     try:
@@ -47,6 +73,7 @@ def test_sigkill_mid_session_loses_at_most_the_last_second(tmp_path: Path) -> No
             time.sleep(0.05)
         changes = [t for (t, n), (_, m) in zip(samples[1:], samples) if n != m]
         before = committed(db, session_id)
+        killed_at = time.monotonic()
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
@@ -63,11 +90,14 @@ def test_sigkill_mid_session_loses_at_most_the_last_second(tmp_path: Path) -> No
     notes = [r for r in records if isinstance(r, Notification)]
     # Nothing committed was lost ...
     assert len(records) >= before
-    # ... and what is there is exactly the beginning of each strap's stream.
+    # ... what is there is exactly the beginning of each strap's stream ...
+    due = delivered_before(log, killed_at - LOSS_WINDOW_S - LATENCY_SLACK_S)
     for partner in "ab":
         sent = [payload for _, payload in load_notifications(FIXTURE, partner)]
         got = [r.payload for r in notes if r.partner == partner]
         assert got == sent[: len(got)] and len(got) > 50
+        # ... and holds every notification delivered up to the last second.
+        assert len(got) >= due[partner] > 50, (partner, len(got), due)
     last_t = records[-1].t_s
     # It replays: the recording analyses like any other.
     analysis = analyze_records(store.header(session_id), records)
