@@ -21,7 +21,10 @@ from fastapi.staticfiles import StaticFiles
 from starlette.background import BackgroundTask
 
 from dashboard.hub import DEFAULT_QUEUE_SIZE
-from dashboard.models import AnnotationIn, Control, EventOut, Problem, ReplayState, SessionDetail, SessionOut, StartSession
+from dashboard.models import (
+    AnnotationIn, Control, EventOut, Problem, RecordingOut, ReplayState, SessionDetail, SessionOut, StartSession,
+)
+from dashboard.recordings import list_recordings, recording_for_request, recordings_dir
 from dashboard.security import LOOPBACK_HOSTS, MAX_BODY_BYTES, Guard, check_token
 from dashboard.viewer import serve_viewer
 from devices.recording import RecordingError
@@ -147,13 +150,26 @@ def create_app(
             if body.kind == "demo":
                 runner = await manager.start_demo(speed=body.speed)
             elif body.kind == "replay":
-                runner = await manager.start_replay(body.source, speed=body.speed)
+                runner = await manager.start_replay(replay_source(body.source), speed=body.speed)
             else:
                 extra = {"names": (body.name_a or "", body.name_b or "")} if (body.name_a or body.name_b) else {}
                 runner = await manager.start_live(body.addr_a, body.addr_b, label=body.label, **extra)
         except (StoreError, RecordingError, ValueError, OSError) as exc:
             raise HTTPException(422, f"could not start the {body.kind} session: {exc}") from None
         return info(runner.id)
+
+    def replay_source(source: str) -> str:
+        """A stored session id as it is, or a recording's name in the data folder as
+        its full path; never a path the request chose (dashboard.recordings)."""
+        try:
+            return store.get_session(source).id
+        except StoreError:
+            return str(recording_for_request(recordings_dir(store.path), source))
+
+    @app.get("/api/recordings", response_model=list[RecordingOut])
+    async def recordings() -> list[dict]:
+        """The recordings the replay form offers: files in the data folder's recordings/."""
+        return list_recordings(recordings_dir(store.path))
 
     @app.post("/api/sessions/{session_id}/stop", response_model=SessionOut, responses=_ERRORS)
     async def stop_session(session_id: SessionId) -> dict:

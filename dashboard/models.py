@@ -32,8 +32,9 @@ def plain_text(value: str) -> str:
 
 
 class StartSession(_Strict):
-    """Start a session: the bundled demo, a replay (a recording file or a stored
-    session id in ``source``), or live with two straps (``addr_a``, ``addr_b``)."""
+    """Start a session: the bundled demo, a replay (a stored session id, or the file
+    name of a recording in the data folder's recordings/, in ``source``), or live with
+    two straps (``addr_a``, ``addr_b``)."""
 
     kind: Literal["demo", "replay", "live"]
     source: str | None = Field(default=None, min_length=1, max_length=4096)
@@ -52,7 +53,7 @@ class StartSession(_Strict):
     @model_validator(mode="after")
     def _needs(self) -> "StartSession":
         if self.kind == "replay" and not self.source:
-            raise ValueError("a replay needs a source: a recording file or a stored session id")
+            raise ValueError("a replay needs a source: a stored session id or a recording's file name")
         if self.kind == "live" and not (self.addr_a and self.addr_b):
             raise ValueError("a live session needs both straps' addresses, addr_a and addr_b")
         return self
@@ -115,6 +116,15 @@ class SessionOut(_Open):
     n_events: int = 0
     running: bool = False
     runner_status: str | None = None  # "running" or "paused" while a runner holds it
+
+
+class RecordingOut(_Open):
+    """A recording the replay form offers (dashboard.recordings): its file name, size
+    in bytes and when it was last changed (UTC)."""
+
+    name: str
+    bytes: int
+    modified: str
 
 
 class ReplayState(_Open):

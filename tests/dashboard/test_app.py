@@ -88,13 +88,16 @@ def test_unknown_and_malformed_session_ids(client):
     assert client.get("/api/sessions/a%20b").status_code == 422
 
 
-def test_start_demo_replay_and_live(client, manager):
+def test_start_demo_replay_and_live(client, manager, store):
+    recordings = store.path.parent / "recordings"
+    recordings.mkdir()
+    (recordings / "tuesday.jsonl.gz").write_bytes(b"")
     demo = client.post("/api/sessions", json={"kind": "demo", "speed": 4})
     assert demo.status_code == 201
     assert demo.json()["id"] == "s1"
     assert demo.json()["kind"] == "demo"
     assert demo.json()["running"] is True
-    replay = client.post("/api/sessions", json={"kind": "replay", "source": "/data/tuesday.jsonl.gz", "speed": 0.5})
+    replay = client.post("/api/sessions", json={"kind": "replay", "source": "tuesday.jsonl.gz", "speed": 0.5})
     assert replay.status_code == 201
     live = client.post(
         "/api/sessions",
@@ -104,7 +107,7 @@ def test_start_demo_replay_and_live(client, manager):
     assert live.json()["kind"] == "live"
     assert manager.started == [
         ("demo", 4.0),
-        ("replay", "/data/tuesday.jsonl.gz", 0.5),
+        ("replay", str((recordings / "tuesday.jsonl.gz").resolve()), 0.5),
         ("live", "AA:01", "BB:02", "Thursday", ("Ana", "")),
     ]
 
@@ -130,13 +133,36 @@ def test_start_refuses_bad_bodies(client, manager, body, word):
     assert manager.started == []
 
 
-def test_start_reports_what_the_manager_refused(client, manager):
-    manager.fail_with = StoreError("/tmp/x.txt: not a coreg recording (expected .jsonl or .jsonl.gz)")
-    response = client.post("/api/sessions", json={"kind": "replay", "source": "/tmp/x.txt"})
+def test_start_reports_what_the_manager_refused(client, manager, store):
+    store.add("s7")
+    manager.fail_with = StoreError("s7: the recording ends before its header")
+    response = client.post("/api/sessions", json={"kind": "replay", "source": "s7"})
     assert response.status_code == 422
-    assert response.json() == {
-        "detail": "could not start the replay session: /tmp/x.txt: not a coreg recording (expected .jsonl or .jsonl.gz)"
-    }
+    assert response.json() == {"detail": "could not start the replay session: s7: the recording ends before its header"}
+
+
+def test_replays_only_stored_sessions_and_recordings_in_the_data_folder(client, manager, store, tmp_path):
+    """No request names a path: a file outside recordings/ is never opened."""
+    recordings = store.path.parent / "recordings"
+    recordings.mkdir()
+    (recordings / "monday.jsonl").write_text("{}\n")
+    (recordings / "notes.txt").write_text("x")
+    (recordings / "inner").mkdir()
+    (recordings / "inner" / "deep.jsonl").write_text("{}\n")
+    outside = tmp_path / "elsewhere.jsonl"
+    outside.write_text("{}\n")
+    (recordings / "link.jsonl").symlink_to(outside)
+    listed = client.get("/api/recordings").json()
+    assert [r["name"] for r in listed] == ["monday.jsonl"]
+    assert listed[0]["bytes"] == 3
+    for source in (str(outside), "../elsewhere.jsonl", "inner/deep.jsonl", "link.jsonl", "notes.txt",
+                   "/etc/passwd", "missing.jsonl", ".hidden.jsonl", "..\\elsewhere.jsonl"):
+        response = client.post("/api/sessions", json={"kind": "replay", "source": source})
+        assert response.status_code == 422, source
+        assert "could not start the replay session" in response.json()["detail"]
+    assert manager.started == []
+    assert client.post("/api/sessions", json={"kind": "replay", "source": "monday.jsonl"}).status_code == 201
+    assert manager.started == [("replay", str((recordings / "monday.jsonl").resolve()), 1.0)]
 
 
 def test_an_unexpected_failure_is_json_500(client, manager):
@@ -321,6 +347,7 @@ def test_openapi_describes_the_api(client):
         "/api/sessions/{session_id}/annotations",
         "/api/sessions/{session_id}/control",
         "/api/sessions/{session_id}/export",
+        "/api/recordings",
     }
     schemas = spec["components"]["schemas"]
     assert schemas["AnnotationIn"]["properties"]["text"]["maxLength"] == 500
