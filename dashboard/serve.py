@@ -22,6 +22,8 @@ from monitor.store import Store
 
 log = logging.getLogger("coreg.serve")
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+# uvicorn settings of the dashboard (bench/load.py serves the app with the same ones).
+UVICORN_OPTIONS = {"log_level": "warning", "ws_max_size": 65536}
 
 
 class ServeError(Exception):
@@ -80,7 +82,7 @@ async def serve(
     manager = SessionManager(store, config)
     token = None if is_loopback(host) else secrets.token_urlsafe(18)
     app = create_app(manager, token=token)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", ws_max_size=65536))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, **UVICORN_OPTIONS))
     try:
         if start is not None:
             await start(manager)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import OrderedDict
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -36,6 +37,38 @@ def dumps(message: Any) -> str:
         return json.dumps(message, allow_nan=False, separators=(",", ":"))
     except ValueError:
         return json.dumps(json_safe(message), allow_nan=False, separators=(",", ":"))
+
+
+class SharedText:
+    """The JSON text of recent live messages, kept by identity.
+
+    A runner hands the very same message object to every viewer, so with this each
+    message is encoded once however many viewers send it (with 200 viewers on one
+    session, encoding per viewer was a fifth of the send path). Snapshots and resyncs
+    are made for one viewer and are encoded directly. The object is held with its
+    text, so its id cannot be reused while the entry lives; the oldest entries go
+    first beyond ``size``. Messages must not change once published (none do).
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self._texts: OrderedDict[int, tuple[Any, str]] = OrderedDict()
+        self._size = size
+
+    def text(self, message: dict) -> str:
+        if message.get("type") in ("snapshot", "resync"):
+            return dumps(message)
+        key = id(message)
+        held = self._texts.get(key)
+        if held is not None and held[0] is message:
+            return held[1]
+        text = dumps(message)
+        self._texts[key] = (message, text)
+        if len(self._texts) > self._size:
+            self._texts.popitem(last=False)
+        return text
+
+
+SHARED_TEXT = SharedText()
 
 
 def stored_snapshot(store: Any, session_id: str) -> dict:
@@ -138,7 +171,7 @@ async def _send(websocket: WebSocket, manager: Any, session_id: str | None, queu
                     message = await asyncio.wait_for(feed.next(), timeout=poll_s if follow else None)
                 except asyncio.TimeoutError:
                     continue
-                await websocket.send_text(dumps(message))
+                await websocket.send_text(SHARED_TEXT.text(message))
         finally:
             feed.close()
 
