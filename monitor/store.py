@@ -16,6 +16,13 @@ pid; ``recover_interrupted()`` marks a "live" session whose writer is gone as
 a session exports to a recording that ``devices.recording.read_records`` reads back
 unchanged, and any recording imports as a finished session.
 
+When SQLite cannot write (the disk is full, another process holds the write lock past
+the busy timeout, an I/O error), a commit raises ``StoreUnavailable`` and the buffered
+rows stay buffered, in order, with their sequence numbers. Until a ``flush()`` succeeds
+the store stops trying to commit on each add and on reads (reads show what is committed),
+so a session can go on buffering without stalling on every record; the caller (the live
+runner) decides when to retry and how much to hold.
+
 Threads: the connection is opened with ``check_same_thread=False`` and every call takes
 one lock, because the store, though meant for the event-loop thread, is also reached from
 other threads (Starlette's TestClient runs the app on its own thread; FastAPI runs plain
@@ -55,6 +62,10 @@ MAX_ANNOTATION_CHARS = 2000
 MAX_NAME_CHARS = 200  # labels and annotation authors
 _CHUNK_ROWS = 1000  # rows fetched per query while streaming records
 _BUSY_TIMEOUT_S = 5.0  # how long to wait for another process's write transaction
+_RETRY_BUSY_TIMEOUT_S = 0.05  # the same while writing is failing: a retry must not stall the session
+# SQLite primary result codes of a write that may work later, and the word for each
+# (any other SQLite error is "error": the rows are kept all the same).
+_TRANSIENT_CODES = {5: "busy", 6: "busy", 13: "full", 10: "io", 8: "io", 14: "io"}  # BUSY LOCKED FULL IOERR READONLY CANTOPEN
 
 _SCHEMA_V1 = (
     """CREATE TABLE sessions (
@@ -112,6 +123,19 @@ class StoreError(Exception):
     """The session store cannot do what was asked; the message names the session or file."""
 
 
+class StoreUnavailable(StoreError):
+    """SQLite refused a write; what was buffered is kept and a later flush may work.
+
+    ``reason``: "full" (disk or database full), "busy" (another connection holds the
+    write lock), "io" (an I/O error, a read-only or vanished file) or "error" (any other
+    SQLite error, such as a damaged file, which waiting will not mend).
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class SessionInfo:
     """One stored session as listed: who, when, how long, how much was recorded."""
@@ -144,6 +168,7 @@ class _Writing:
     new_notifications: int = 0
     new_events: int = 0
     max_t_s: float = 0.0
+    stamped_at: float = -math.inf  # the store's clock at the last heartbeat stamp
 
 
 def default_db_path() -> Path:
@@ -253,11 +278,12 @@ class Store:
     """Sessions, their records and events, in one SQLite file (see the module docstring).
 
     ``clock`` (seconds, monotonic) times the commit interval; it is injectable for tests.
+    ``busy_timeout_s``: how long a write waits for another connection's write lock.
     Use it as a context manager or call ``close()``.
     """
 
     def __init__(self, path: str | Path | None = None, *, commit_interval_s: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, busy_timeout_s: float = _BUSY_TIMEOUT_S) -> None:
         if not commit_interval_s >= 0:
             raise ValueError(f"commit_interval_s must be >= 0 seconds, got {commit_interval_s!r}")
         self.path = Path(path) if path is not None else default_db_path()
@@ -268,6 +294,8 @@ class Store:
         self._record_rows: list[tuple] = []
         self._event_rows: list[tuple] = []
         self._closed = False
+        self._busy_timeout_s = busy_timeout_s
+        self._unavailable: str | None = None  # the reason of the last failed commit, until one works
         self._conn = self._connect()
         self._last_commit_s = clock()
 
@@ -284,7 +312,7 @@ class Store:
         except OSError as exc:
             raise StoreError(f"{self.path}: cannot create the session store: {exc.strerror}") from None
         try:
-            conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot open the session store: {exc}") from None
         try:
@@ -336,18 +364,57 @@ class Store:
             self._conn.execute("COMMIT")
         except BaseException as exc:
             if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
+                try:
+                    self._conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # SQLite may have rolled back already (a full disk, an I/O error)
             if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"{self.path}: {what} failed: {exc}") from None
+                reason = _TRANSIENT_CODES.get(getattr(exc, "sqlite_errorcode", 0) & 0xFF, "error")
+                raise StoreUnavailable(f"{self.path}: {what} failed: {exc}", reason) from None
             raise
 
     def _commit(self, what: str, also: Callable[[sqlite3.Connection], None] | None = None) -> None:
-        """Write the buffered rows, stamp the heartbeats, run ``also``: one transaction."""
+        """Write the buffered rows, stamp the heartbeats, run ``also``: one transaction.
+
+        On StoreUnavailable the rows stay buffered and the store notes that writing
+        fails (see the module docstring) until a commit works again.
+        """
+        try:
+            self._write_buffered(what, also)
+        except StoreUnavailable as exc:
+            if self._unavailable is None:
+                self._set_busy_timeout(_RETRY_BUSY_TIMEOUT_S)
+            self._unavailable = exc.reason
+            raise
+        if self._unavailable is not None:
+            self._unavailable = None
+            self._set_busy_timeout(self._busy_timeout_s)
+
+    def _set_busy_timeout(self, seconds: float) -> None:
+        self._conn.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+
+    @property
+    def unavailable(self) -> str | None:
+        """Why the last commit failed ("full", "busy", "io"), or None when writing works."""
+        return self._unavailable
+
+    @property
+    def buffered_rows(self) -> int:
+        """Records and events added but not yet committed (all sessions of this store)."""
+        return len(self._record_rows) + len(self._event_rows)
+
+    def _write_buffered(self, what: str, also: Callable[[sqlite3.Connection], None] | None) -> None:
         with self._transaction(what) as conn:
             conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self._record_rows)
             conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", self._event_rows)
-            heartbeat = time.time()
+            heartbeat, now = time.time(), self._clock()
             for session_id, w in self._writing.items():
+                # Only sessions with news, or a heartbeat about to go stale: a server with
+                # many sessions, each committing on its own tick, would otherwise update
+                # every session's row in every commit (quadratic in the sessions).
+                if not (w.new_notifications or w.new_events) and now - w.stamped_at < HEARTBEAT_STALE_S / 5:
+                    continue
+                w.stamped_at = now
                 # Setting status back to live undoes a recovery made by another process
                 # while this writer was slow to commit: the writer is evidently alive.
                 conn.execute(
@@ -365,7 +432,9 @@ class Store:
         self._last_commit_s = self._clock()
 
     def _flush_pending(self) -> None:
-        if self._record_rows or self._event_rows:
+        """Commit buffered rows before a read, unless writing is failing: then the read
+        shows what is committed and the rows wait for ``flush()``."""
+        if (self._record_rows or self._event_rows) and self._unavailable is None:
             self._commit("writing buffered records")
 
     def flush(self) -> None:
@@ -373,6 +442,7 @@ class Store:
 
         Call it about once a second while a session runs, also when nothing arrives, so
         the heartbeat stays fresh and other processes do not take the session for dead.
+        Raises StoreUnavailable, keeping every buffered row, when SQLite cannot write.
         """
         with self._lock:
             self._check_open()
@@ -390,7 +460,7 @@ class Store:
         return w
 
     def _maybe_commit(self) -> None:
-        if self._clock() - self._last_commit_s >= self._commit_interval_s:
+        if self._unavailable is None and self._clock() - self._last_commit_s >= self._commit_interval_s:
             self._commit("committing records")
 
     def create_session(self, header: SessionHeader, *, label: str, kind: str, config: dict, source: str = "") -> str:
@@ -717,8 +787,8 @@ class Store:
                         "UPDATE sessions SET status = 'interrupted', ended_at = ? WHERE id = ?",
                         [(ended_at, session_id) for session_id in owned],
                     ))
-                else:
-                    self._flush_pending()
+                elif self._record_rows or self._event_rows:
+                    self._commit("writing buffered records")
             finally:
                 self._writing.clear()
                 self._closed = True

@@ -19,7 +19,7 @@ import monitor.store as store_module
 from devices.recording import RecordingError, RecordingWarning, read_records
 from devices.records import Annotation, Notification, PartnerInfo, SessionHeader, StatusChange
 from monitor.events import Event
-from monitor.store import SessionInfo, Store, StoreError, default_db_path
+from monitor.store import HEARTBEAT_STALE_S, SessionInfo, Store, StoreError, default_db_path
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "fixtures"
@@ -207,6 +207,9 @@ def test_each_commit_stamps_the_heartbeat(db):
         store.add_record(sid, Notification(1.0, "a", b"\x00\x40"))
         assert raw(db, "SELECT heartbeat FROM sessions")[0][0] > 5
         raw(db, "UPDATE sessions SET heartbeat = 5")
+        store.flush()  # nothing new, stamped a moment ago: the row is left alone
+        assert raw(db, "SELECT heartbeat FROM sessions")[0][0] == 5
+        clock.now_s += HEARTBEAT_STALE_S / 5
         store.flush()  # with nothing buffered, still a sign of life
         assert raw(db, "SELECT heartbeat FROM sessions")[0][0] > 5
 
