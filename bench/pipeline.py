@@ -59,7 +59,7 @@ TARGET_PIPELINE_S = 0.100
 # Stage name -> the monitor.pipeline functions whose time it adds up (analyze_records
 # looks them up as module globals, so wrapping them there times them in place).
 STAGES = {
-    "beats": ("beats_by_partner",),
+    "beats": ("scan_records", "time_partner_beats"),  # one pass over the records, then beat timing
     "artifacts": ("partner_nn",),
     "metrics+quality": ("connection_by_tick", "partner_ticks"),
     "linkage": ("batch_linkage",),

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from enum import IntFlag
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 
 from devices.hrs import RR_UNITS_PER_SECOND
 
@@ -173,10 +173,14 @@ class _Segments:
         self.end = np.append(starts[1:], n)[self.seg]
         self.idx = np.arange(n)
 
-    def shift(self, values: np.ndarray, k: int) -> np.ndarray:
-        """values[i + k] as float, NaN where i + k is outside i's segment."""
-        j = self.idx + k
-        inside = (j >= self.start) & (j < self.end)
+    def shift(self, values: np.ndarray, k: int, at: np.ndarray | None = None) -> np.ndarray:
+        """values[i + k] as float, NaN where i + k is outside i's segment; for every
+        beat i, or only for the beats ``at`` (indices)."""
+        if at is None:
+            j, start, end = self.idx + k, self.start, self.end
+        else:
+            j, start, end = at + k, self.start[at], self.end[at]
+        inside = (j >= start) & (j < end)
         return np.where(inside, values.take(j, mode="clip").astype(np.float64), np.nan)
 
     def bounds(self, before: int, after: int) -> tuple[np.ndarray, np.ndarray]:
@@ -198,34 +202,52 @@ def _window_quantiles(
     v = np.where(usable, values, _MISSING).astype(np.int32)
     pad = np.full(n + width - 1, _MISSING, dtype=np.int32)
     pad[before : before + n] = v
-    win = sliding_window_view(pad, width)
+    # Row i is pad[i : i + width] (sliding_window_view's result, without its checks)
+    win = as_strided(pad, shape=(n, width), strides=(pad.strides[0], pad.strides[0]), writeable=False)
     lo, hi = s.bounds(before, after)
     cross = np.flatnonzero((hi - lo) < width)  # windows cut by a gap or the array ends
     if 2 * len(cross) > n:  # mostly cut (a short live buffer): mask every window
         cross = np.arange(n)
         srt = np.empty((n, width), dtype=np.int32)
     else:
-        srt = np.sort(win, axis=1)
+        srt = win.copy()  # sorting a contiguous copy in place is faster than np.sort(win)
+        srt.sort(axis=1)
     if len(cross):
         col = np.arange(width) + (cross - before)[:, None]
         inside = (col >= lo[cross, None]) & (col < hi[cross, None])
-        srt[cross] = np.sort(np.where(inside, win[cross], _MISSING), axis=1)
+        cut = np.where(inside, win[cross], _MISSING)
+        cut.sort(axis=1)
+        srt[cross] = cut
     count = np.concatenate(([0], np.cumsum(usable)))
     m = count[hi] - count[lo]
     return _pick(srt, m, qs), m
 
 
 def _pick(srt: np.ndarray, m: np.ndarray, qs: tuple[float, ...]) -> list[np.ndarray]:
-    """Quantiles of rows sorted with their m usable values first (linear interpolation)."""
+    """Quantiles of rows sorted with their m usable values first (linear interpolation).
+
+    Rows whose values are all usable (nearly all) share the same positions: their
+    order statistics are read as whole columns; the other rows one by one. The
+    arithmetic is the same for both: position q * (m - 1), then a + frac * (b - a).
+    """
+    n, width = srt.shape
     top = np.maximum(m - 1, 0)
-    rows = np.arange(len(srt))
+    part = np.flatnonzero(m != width)
+    part_top = top[part]
     out = []
     for q in qs:
-        pos = q * top
-        lo = np.floor(pos).astype(np.int64)
-        a = srt[rows, lo].astype(np.float64)
-        b = srt[rows, np.minimum(lo + 1, top)].astype(np.float64)
-        out.append(np.where(m > 0, a + (pos - lo) * (b - a), np.nan))
+        pos_full = q * (width - 1)
+        lo_full = int(np.floor(pos_full))
+        a = srt[:, lo_full].astype(np.float64)
+        b = srt[:, min(lo_full + 1, width - 1)].astype(np.float64)
+        frac = np.full(n, pos_full - lo_full)
+        if len(part):
+            pos = q * part_top
+            lo = np.floor(pos).astype(np.int64)
+            a[part] = srt[part, lo]
+            b[part] = srt[part, np.minimum(lo + 1, part_top)]
+            frac[part] = pos - lo
+        out.append(np.where(m > 0, a + frac * (b - a), np.nan))
     return out
 
 
@@ -348,32 +370,35 @@ def correct_beats(
     split = rule == BeatFlag.MISSED
     removed = rule == BeatFlag.EXTRA
     dropped = out_of_range & ~(split | removed | merged)
-    replaced = np.isin(rule, (BeatFlag.ECTOPIC, BeatFlag.LONG, BeatFlag.SHORT)) & ~dropped
+    replaced = ((rule == BeatFlag.ECTOPIC) | (rule == BeatFlag.LONG) | (rule == BeatFlag.SHORT)) & ~dropped
     after_drop = np.zeros(n, dtype=bool)
     after_drop[1:] = dropped[:-1]
 
     accepted = (rule == BeatFlag.NORMAL) & ~merged & ~out_of_range
     in_range = np.where(out_of_range, np.nan, rr.astype(np.float64))
+    # The interpolated value is needed only at the replaced beats: work out only those.
+    at = np.flatnonzero(replaced)
     lo, hi = s.bounds(config.median_window_beats - 1 - LOOKAHEAD_BEATS, LOOKAHEAD_BEATS)
+    lo, hi = lo[at], hi[at]
     total = np.concatenate(([0], np.cumsum(np.where(out_of_range, 0, rr))))
     count = np.concatenate(([0], np.cumsum(~out_of_range)))
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_rr = (total[hi] - total[lo]) / (count[hi] - count[lo])
     hood = np.stack(
         [
-            np.where(s.shift(accepted, -2) == 1.0, s.shift(in_range, -2), np.nan),
-            np.where(s.shift(accepted, -1) == 1.0, s.shift(in_range, -1), np.nan),
-            s.shift(in_range, 1),
-            s.shift(in_range, 2),
+            np.where(s.shift(accepted, -2, at) == 1.0, s.shift(in_range, -2, at), np.nan),
+            np.where(s.shift(accepted, -1, at) == 1.0, s.shift(in_range, -1, at), np.nan),
+            s.shift(in_range, 1, at),
+            s.shift(in_range, 2, at),
             mean_rr,
         ],
         axis=1,
     )
     (local,) = _pick(np.sort(hood, axis=1), np.count_nonzero(~np.isnan(hood), axis=1), (0.5,))
-    local = np.where(np.isnan(local), med, local)
+    local = np.where(np.isnan(local), med[at], local)
 
     value = rr.copy()
-    value[replaced] = np.rint(local[replaced]).astype(np.int64)
+    value[at] = np.rint(local).astype(np.int64)
     value[1:][merged[1:]] += rr[:-1][merged[1:]]
     per_raw = np.where(dropped | removed, 0, np.where(split, 2, 1))
     raw_index = np.repeat(np.arange(n, dtype=np.int64), per_raw)

@@ -13,14 +13,13 @@ pipeline; live and batch feed it the same numbers tick by tick, so they agree ex
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 
-from monitor.conditions import calm_runs, conditions, gone_codes, next_true, onset_times, rolling_floor
+from monitor.conditions import conditions
+from monitor.detector_batch import run_batch
 from monitor.events import Event
 from monitor.prompts import PromptCatalogue, PromptConfig, PromptGate
 
@@ -95,16 +94,6 @@ class PartnerTick:
     @property
     def known(self) -> bool:
         return self.delta_bpm == self.delta_bpm and self.hr10_bpm == self.hr10_bpm
-
-
-class _Tick(NamedTuple):
-    """PartnerTick's fields with ``known`` worked out once: batch mode builds one per
-    partner per visited tick, and a tuple is much cheaper to build than a dataclass."""
-
-    delta_bpm: float
-    hr10_bpm: float
-    quality_ok: bool
-    known: bool
 
 
 @dataclass
@@ -205,105 +194,9 @@ class Detector:
         hr10_bpm: dict[str, np.ndarray],
         quality_ok: dict[str, np.ndarray],
     ) -> list[Event]:
-        """Batch mode: the same machine over many ticks, from a fresh detector.
-
-        Conditions come vectorised for all ticks; the machine itself only visits ticks
-        where something can change (a condition holds or just stopped holding, or a
-        pattern, a flooding hold or a recovery is open). Stretches where only counters
-        move (prompted patterns' gone counts, recoveries' calm counts) are coasted or
-        jumped over with precomputed per-tick values. Gives ``step``'s events.
-        """
-        cfg = self.config
-        d_keys = ("a", "b")
-        known = {p: np.isfinite(delta_bpm[p]) & np.isfinite(hr10_bpm[p]) for p in ("a", "b")}
-        n_look = int(round(cfg.rise_lookback_s / self.tick_s))
-        floor = {p: rolling_floor(delta_bpm[p], known[p], n_look) for p in known}
-        onset = {p: onset_times(t_s, delta_bpm[p], floor[p], known[p], cfg.onset_bpm) for p in known}
-        cond = conditions(delta_bpm, hr10_bpm, floor, onset, cfg)
-        any_cond = np.zeros(len(t_s), dtype=bool)
-        for held in cond.values():
-            any_cond |= held
-        busy = any_cond.copy()
-        busy[1:] |= any_cond[:-1]  # the tick a condition stops, its hold count resets
-        events: list[Event] = []
-        n = len(t_s)
-        next_busy = next_true(busy).tolist()
-        calm_n, need_n = self._calm_counts()
-        run_n = calm_runs(delta_bpm, hr10_bpm, cfg.recovery_bpm)
-        ready = next_true(run_n >= need_n).tolist() + [n] if need_n else []
-        run_n = run_n.tolist()
-        busy = busy.tolist()
-        gone = {k: v.tolist() for k, v in gone_codes(delta_bpm, hr10_bpm, cfg).items()}
-        t, q = t_s.tolist(), {p: quality_ok[p].tolist() for p in ("a", "b")}
-        d, h = {p: delta_bpm[p].tolist() for p in d_keys}, {p: hr10_bpm[p].tolist() for p in d_keys}
-        held = {k: v.tolist() for k, v in cond.items()}
-        ons = {p: v.tolist() for p, v in onset.items()}
-        i = 0
-        while i < n:
-            if not (busy[i] or self.active or self._flood_hold):
-                if not self._recoveries:
-                    i = next_busy[i]  # nothing open: the machine stands still until then
-                    continue
-                if need_n:
-                    i = self._skip_calm(i, next_busy[i], t, run_n, ready, calm_n, need_n)
-                    if i >= n:
-                        break
-            elif need_n and not (busy[i] or self._flood_hold) and all(a.prompted for a in self.active.values()):
-                i = self._coast(i, next_busy[i], gone, run_n)
-                if i >= n:
-                    break
-            ticks = {p: _Tick(d[p][i], h[p][i], q[p][i], d[p][i] == d[p][i] and h[p][i] == h[p][i]) for p in d_keys}
-            events += self._advance(t[i], ticks, {k: v[i] for k, v in held.items()}, {p: v[i] for p, v in ons.items()})
-            i += 1
-        return events
-
-    def _calm_counts(self) -> tuple[list[float], int]:
-        """A recovery's calm_s after k calm ticks in a row (the same additions ``step``
-        does), for k below the count that completes it, and that count; count 0 when a
-        shortcut over calm ticks would not be exact (a hold or recovery of 0 s)."""
-        cfg = self.config
-        calm_s = [0.0]
-        if min(cfg.recovery_s, cfg.enter_hold_s, cfg.flood_hold_s, cfg.exit_hold_s) <= 0 or self.tick_s <= 0:
-            return calm_s, 0
-        while calm_s[-1] + self.tick_s < cfg.recovery_s:
-            calm_s.append(calm_s[-1] + self.tick_s)
-        return calm_s, len(calm_s)
-
-    def _skip_calm(self, i: int, stop: int, t: list[float], run_n: list[int], ready: list[int], calm_n: list[float], need_n: int) -> int:
-        """From tick i, where only recoveries are open, jump to the next tick where
-        anything can happen: ``stop`` (the next busy tick) or the first tick at which a
-        recovery completes. Recoveries have been counted at every tick since their
-        prompt, so each one's count is its calm run, capped by the ticks since then."""
-        born = [bisect_left(t, rec.prompt_t_s) for rec in self._recoveries]
-        for b in born:
-            stop = min(stop, ready[min(max(i, b + need_n - 1), len(ready) - 1)])
-        if stop > i:
-            for rec, b in zip(self._recoveries, born):
-                rec.calm_s = calm_n[min(run_n[stop - 1], stop - b)]
-        return stop
-
-    def _coast(self, i: int, stop: int, gone: dict[tuple[str, str | None], list[int]], run_n: list[int]) -> int:
-        """From tick i, while nothing is busy, no flooding hold is open and every active
-        pattern has had its prompt, only the patterns' gone counts and the recoveries'
-        calm counts move: advance them tick by tick (as ``_advance`` would) up to
-        ``stop``, or to the tick at which one would end or complete, which is returned
-        for ``_advance`` to play in full."""
-        tick_s, exit_s, recovery_s = self.tick_s, self.config.exit_hold_s, self.config.recovery_s
-        acts = [(act, gone[key]) for key, act in self.active.items()]
-        recs = self._recoveries
-        while i < stop:
-            calm = run_n[i] > 0
-            if any(g[i] == 1 and act.gone_s + tick_s >= exit_s for act, g in acts):
-                return i
-            if calm and any(rec.calm_s + tick_s >= recovery_s for rec in recs):
-                return i
-            for act, g in acts:
-                if g[i] >= 0:  # -1: data missing, the count waits
-                    act.gone_s = act.gone_s + tick_s if g[i] else 0.0
-            for rec in recs:
-                rec.calm_s = rec.calm_s + tick_s if calm else 0.0
-            i += 1
-        return i
+        """Batch mode: the same machine over many ticks, from a fresh detector; gives
+        ``step``'s events (monitor/detector_batch.py says how)."""
+        return run_batch(self, t_s, delta_bpm, hr10_bpm, quality_ok)
 
     def _advance(
         self,

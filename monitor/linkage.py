@@ -17,8 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-UNITS_PER_MINUTE = 60 * 1024  # 60 s in the strap's 1/1024 s unit
-_CHUNK_WINDOWS = 512  # windows per pass in LinkageTracker.at: temporaries of 41 lags x 512 x 8 B = 168 KiB
+from monitor.resample import UNITS_PER_MINUTE, resample_hr
+
+__all__ = ["UNITS_PER_MINUTE", "LinkageConfig", "LinkageTracker", "Prefix", "resample_hr"]
+_CHUNK_WINDOWS = 4096  # windows per pass in LinkageTracker.at: 1-D temporaries of 32 KiB
+_LAG_LOOP_WINDOWS = 32  # from this many windows on, LinkageTracker._best loops over the lags
 
 
 @dataclass(frozen=True)
@@ -62,37 +65,6 @@ class LinkageConfig:
     @property
     def max_lag_n(self) -> int:
         return int(round(self.max_lag_s * self.fs_hz))
-
-
-def resample_hr(
-    beat_t_s: np.ndarray,
-    nn_units: np.ndarray,
-    available_t_s: np.ndarray,
-    first_sample: int,
-    stop_sample: int,
-    cfg: LinkageConfig,
-) -> np.ndarray:
-    """Instantaneous HR (bpm) on the grid j / fs_hz for j in [first_sample, stop_sample).
-
-    Each sample holds the HR of the latest beat at or before it (step hold: causal, so a
-    sample never changes once computed), counting only beats already available at the
-    whole second that first covers the sample. NaN where no beat is within max_hold_s.
-    """
-    j = np.arange(first_sample, stop_sample, dtype=np.int64)
-    s_t = j / cfg.fs_hz
-    tick_t = np.ceil(s_t)
-    last = np.minimum(
-        np.searchsorted(beat_t_s, s_t, side="right"),
-        np.searchsorted(available_t_s, tick_t, side="right"),
-    ) - 1
-    out = np.full(j.shape, np.nan)
-    ok = last >= 0
-    idx = last[ok]
-    fresh = s_t[ok] - beat_t_s[idx] <= cfg.max_hold_s
-    vals = np.full(idx.shape, np.nan)
-    vals[fresh] = UNITS_PER_MINUTE / nn_units[idx[fresh]]
-    out[ok] = vals
-    return out
 
 
 class Prefix:
@@ -207,8 +179,7 @@ class LinkageTracker:
         stop = np.asarray(stop_samples, dtype=np.int64)
         best_r = np.full(stop.shape, np.nan)
         best_lag = np.full(stop.shape, np.nan)
-        enough = stop - n - self.cfg.max_lag_n >= 0
-        where = np.flatnonzero(enough)
+        where = np.flatnonzero(stop - n - self.cfg.max_lag_n >= 0)
         # In chunks of windows: every temporary then stays small enough to stay in cache
         # and be reused, instead of megabytes of fresh pages per operation.
         # Each window's arithmetic is the same whatever chunk it falls in.
@@ -217,42 +188,111 @@ class LinkageTracker:
             best_r[sel], best_lag[sel] = self._best(stop[sel])
         return best_r, best_lag
 
-    def _best(self, st: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``at`` for windows that all have enough samples before them."""
+    def _own(self, first_row: int, lo: int, hi: int) -> tuple[np.ndarray, ...]:
+        """One partner's window sums for every window end lo .. hi (1-based samples):
+        sum, residual sum of squares after the linear fit, centred Σ t·x, and whether
+        the window is full and varied enough to correlate."""
         n = self.cfg.window_n
         t_mean = (n - 1) / 2
         stt = n * (n * n - 1) / 12.0
         p = self._prefix
-        # Each partner's own window sums depend only on where the window ends: compute
-        # them once for every end sample any lag needs (windows 1 s apart share most
-        # ends), then pick per lag and window.
-        lo = int(st.min()) - self.cfg.max_lag_n
-        end = np.arange(lo, int(st.max()) + 1)
-
-        def own(rows: tuple[int, int, int, int]):
-            s1, s2 = p.window(rows[0], end, n), p.window(rows[1], end, n)
-            # Σ t·x with t counted from the window's first sample (t = k - (end - n) - 1)
-            ct = p.window(rows[2], end, n) - (end - n + 1) * s1 - t_mean * s1
-            full = p.window(rows[3], end, n) == n
-            return s1, s2 - s1 * s1 / n - ct * ct / stt, ct, full
-
-        at_a = st[None, :] - lo - self._shift_a  # index into ``end`` of a's window, per lag
-        at_b = st[None, :] - lo - self._shift_b
-        sa, raa, cta, full_a = (x[at_a] for x in own((0, 1, 2, 3)))
-        sb, rbb, ctb, full_b = (x[at_b] for x in own((4, 5, 6, 7)))
-        full = full_a & full_b
-        sab = p.window(slice(8, None), st, n)  # one row per lag, one column per window
-        rab = sab - sa * sb / n - cta * ctb / stt
-        # A flat window's raa is rounding noise of the prefix sums (up to ~5e-5 after a
+        end = np.arange(lo, hi + 1)
+        cols = slice(lo - p.base, hi + 1 - p.base)
+        back = slice(lo - n - p.base, hi + 1 - n - p.base)
+        w = p.sums[first_row : first_row + 4, cols] - p.sums[first_row : first_row + 4, back]
+        s1, s2 = w[0], w[1]
+        # Σ t·x with t counted from the window's first sample (t = k - (end - n) - 1)
+        ct = w[2] - (end - n + 1) * s1 - t_mean * s1
+        rss = s2 - s1 * s1 / n - ct * ct / stt
+        # A flat window's rss is rounding noise of the prefix sums (up to ~5e-5 after a
         # day), far above any fixed tiny epsilon; its "r" would be noise too.
-        varied = (raa > n * self.cfg.min_sd_bpm**2) & (rbb > n * self.cfg.min_sd_bpm**2)
-        ok = full & varied
-        denom = np.sqrt(np.where(ok, raa * rbb, 1.0))
-        # |r| <= 1 in exact arithmetic; rounding may step just outside (as np.corrcoef clips)
-        r_all = np.where(ok, np.clip(rab / denom, -1.0, 1.0), np.nan)
-        finite = np.isfinite(r_all).any(axis=0)
-        pick = np.argmax(np.where(np.isfinite(r_all), np.abs(r_all), -1.0), axis=0)
-        cols = np.arange(len(st))
-        r_best = np.where(finite, r_all[pick, cols], np.nan)
+        good = (w[3] == n) & (rss > n * self.cfg.min_sd_bpm**2)
+        return s1, rss, ct, good
+
+    def _best(self, st: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``at`` for windows that all have enough samples before them.
+
+        Each partner's own window sums depend only on where the window ends: they are
+        computed once for every end sample any lag needs (windows 1 s apart share most
+        ends), then picked per lag and window. Few windows (live mode) are worked as
+        one lags × windows block; many (batch) lag by lag, keeping the best so far,
+        which spares the block's large temporaries. Both evaluate the same expressions
+        on the same numbers and take the first lag of largest |r|: the same bits.
+        """
+        lo = int(st.min()) - self.cfg.max_lag_n
+        own_a = self._own(0, lo, int(st.max()))
+        own_b = self._own(4, lo, int(st.max()))
+        at = st - lo  # index into the own arrays of a window ending at its stop
+        p, n = self._prefix, self.cfg.window_n
+        if len(st) < _LAG_LOOP_WINDOWS:
+            sa, raa, cta, good_a = (x[at[None, :] - self._shift_a] for x in own_a)
+            sb, rbb, ctb, good_b = (x[at[None, :] - self._shift_b] for x in own_b)
+            sab = p.window(slice(8, None), st, n)  # one row per lag, one column per window
+            r_all = _pearson(sab, sa, sb, cta, ctb, raa, rbb, good_a & good_b, n)
+            finite = np.isfinite(r_all).any(axis=0)
+            pick = np.argmax(np.where(np.isfinite(r_all), np.abs(r_all), -1.0), axis=0)
+            cols = np.arange(len(st))
+            r_best = np.where(finite, r_all[pick, cols], np.nan)
+            lag_best = np.where(finite, self.lags[pick] / self.cfg.fs_hz, np.nan)
+            return r_best, lag_best
+        return self._best_by_lag(st, at, own_a, own_b)
+
+    def _best_by_lag(self, st: np.ndarray, at: np.ndarray, own_a: tuple, own_b: tuple) -> tuple[np.ndarray, np.ndarray]:
+        """``_best`` for many windows, one lag at a time (``at``: where each window's
+        stop falls in the own arrays)."""
+        p, n, width = self._prefix, self.cfg.window_n, len(st)
+        if width > 1 and np.all(np.diff(at) == at[1] - at[0]):
+            # Evenly spaced windows (batch: one per tick). Each own array is split once
+            # into its ``step`` phases, contiguous, so that every lag's values are a
+            # contiguous slice of one phase: arithmetic on strided views is slower.
+            step = int(at[1] - at[0])
+            own_a = tuple([np.ascontiguousarray(x[k::step]) for k in range(step)] for x in own_a)
+            own_b = tuple([np.ascontiguousarray(x[k::step]) for k in range(step)] for x in own_b)
+
+            def take(phases: list[np.ndarray], first: int) -> np.ndarray:
+                return phases[first % step][first // step : first // step + width]
+
+            def take_sums(x: np.ndarray, first: int) -> np.ndarray:
+                return x[first : first + step * (width - 1) + 1 : step]
+        else:
+
+            def take(x: np.ndarray, first: int) -> np.ndarray:
+                return x[at + (first - int(at[0]))]
+
+            take_sums = take
+
+        first_at, base = int(at[0]), p.base
+        hi_col, lo_col = int(st[0]) - base, int(st[0]) - n - base
+        best_abs = np.full(width, -1.0)
+        best_r = np.full(width, np.nan)
+        pick = np.zeros(width, dtype=np.int64)
+        shifts = zip(self._shift_a[:, 0].tolist(), self._shift_b[:, 0].tolist())
+        with np.errstate(invalid="ignore", divide="ignore"):  # r where not ok is never used
+            for row, (shift_a, shift_b) in enumerate(shifts):
+                sa, raa, cta, good_a = (take(x, first_at - shift_a) for x in own_a)
+                sb, rbb, ctb, good_b = (take(x, first_at - shift_b) for x in own_b)
+                sums = p.sums[8 + row]
+                sab = take_sums(sums, hi_col) - take_sums(sums, lo_col)
+                r = _pearson(sab, sa, sb, cta, ctb, raa, rbb, None, n)
+                # The first lag of largest |r| wins, as with argmax above.
+                size = np.abs(r)
+                better = (size > best_abs) & good_a & good_b
+                np.copyto(best_abs, size, where=better)
+                np.copyto(best_r, r, where=better)
+                np.copyto(pick, row, where=better)
+        finite = best_abs >= 0
         lag_best = np.where(finite, self.lags[pick] / self.cfg.fs_hz, np.nan)
-        return r_best, lag_best
+        return np.where(finite, best_r, np.nan), lag_best
+
+
+def _pearson(sab, sa, sb, cta, ctb, raa, rbb, ok: np.ndarray | None, n: int) -> np.ndarray:
+    """Pearson r of two detrended windows from their sums, NaN where not ``ok``; with
+    ``ok`` None, r everywhere, meaningless (even NaN or inf) where a window is not
+    usable: for a caller that masks those itself. Where usable, the same bits."""
+    stt = n * (n * n - 1) / 12.0
+    rab = sab - sa * sb / n - cta * ctb / stt
+    r = rab / np.sqrt(raa * rbb if ok is None else np.where(ok, raa * rbb, 1.0))
+    # |r| <= 1 in exact arithmetic; rounding may step just outside (as np.corrcoef clips)
+    np.maximum(r, -1.0, out=r)
+    np.minimum(r, 1.0, out=r)
+    return r if ok is None else np.where(ok, r, np.nan)

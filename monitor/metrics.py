@@ -17,11 +17,12 @@ from typing import Mapping, Protocol
 import numpy as np
 
 from devices.hrs import RR_UNITS_PER_SECOND
+from monitor.tick_counts import count_at_or_before
 
 MS_PER_UNIT = 1000.0 / RR_UNITS_PER_SECOND  # exact in binary (0.9765625)
 BPM_UNITS = 60 * RR_UNITS_PER_SECOND  # HR in bpm = BPM_UNITS / NN in units
 _HR_MILLI_BPM_UNITS = 1000 * BPM_UNITS
-_SLOPE_CHUNK_ELEMENTS = 1 << 20  # bounds the memory of the gathered slope windows
+_SLOPE_CHUNK_ELEMENTS = 1 << 20  # ticks per pass of the slope's window sums (bounds temporaries)
 
 
 class MetricsInputError(ValueError):
@@ -127,19 +128,19 @@ def _prefix(nn: np.ndarray, contiguous: np.ndarray) -> _Prefix:
     )
 
 
-def _bounds(
-    t_s: np.ndarray, tick_t_s: np.ndarray, window_s: float, known: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Index range [lo, hi) of the beats with time in (tick - window, tick].
+def _ends(t_s: np.ndarray, tick_t_s: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
+    """Per tick, one past the last beat at or before it (the end of every window).
 
-    ``known`` caps hi per tick: the number of leading beats available at that tick.
+    ``known`` caps it per tick: the number of leading beats available at that tick.
     """
-    lo = np.searchsorted(t_s, tick_t_s - window_s, side="right")
-    hi = np.searchsorted(t_s, tick_t_s, side="right")
-    if known is not None:
-        hi = np.minimum(hi, known)
-        lo = np.minimum(lo, hi)
-    return lo, hi
+    hi = count_at_or_before(t_s, tick_t_s)
+    return hi if known is None else np.minimum(hi, known)
+
+
+def _bounds(t_s: np.ndarray, tick_t_s: np.ndarray, window_s: float, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index range [lo, hi) of the beats with time in (tick - window, tick], given the
+    windows' ends ``hi`` (``_ends``)."""
+    return np.minimum(count_at_or_before(t_s, tick_t_s - window_s), hi), hi
 
 
 def _nan_unless(ok: np.ndarray, value: np.ndarray) -> np.ndarray:
@@ -180,37 +181,36 @@ def _hr_slope(
     nn: np.ndarray,
     tick_t_s: np.ndarray,
     cfg: MetricsConfig,
-    known: np.ndarray | None = None,
+    hi: np.ndarray,
 ) -> np.ndarray:
     """Least-squares slope (bpm/min) of instantaneous HR against beat time, per tick.
 
     Beat times are quantised to 1/1024 s and HR to milli-bpm, and the times are
     centred on the middle of each window, so the fit's sums are exact integers
     over the window's own beats: the result cannot depend on where the arrays start.
+    They come from int64 prefix sums of t, t², t·HR and HR over the beats, shifted to
+    the window's centre (Σx = Σt - n·c, Σx² = Σt² - 2c·Σt + n·c², Σxy = Σt·y - c·Σy).
+    The prefix sums of a long session may wrap around int64, but wrapping is
+    arithmetic modulo 2**64 and the shifted window sums are small, so they are exact.
     """
     w = cfg.slope_window_s
-    lo, hi = _bounds(t_s, tick_t_s, w, known)
+    lo, hi = _bounds(t_s, tick_t_s, w, hi)
     n = hi - lo
     t_q = np.rint(t_s * RR_UNITS_PER_SECOND).astype(np.int64)
     hr_q = (2 * _HR_MILLI_BPM_UNITS + nn) // (2 * nn)  # round(1000 * 61440 / nn)
     centre_q = np.rint((tick_t_s - w / 2) * RR_UNITS_PER_SECOND).astype(np.int64)
-    sx = np.zeros(len(tick_t_s), np.int64)
-    sy, sxx, sxy = sx.copy(), sx.copy(), sx.copy()
-    width = int(n.max(initial=0))
-    if width:
-        step = max(1, _SLOPE_CHUNK_ELEMENTS // width)
-        offsets = np.arange(width)
-        for start in range(0, len(tick_t_s), step):  # chunks of ticks, only to bound memory
-            part = slice(start, start + step)
-            idx = lo[part, None] + offsets
-            inside = idx < hi[part, None]
-            idx = np.where(inside, idx, 0)
-            x = np.where(inside, t_q[idx] - centre_q[part, None], 0)
-            y = np.where(inside, hr_q[idx], 0)
-            sx[part] = x.sum(axis=1)
-            sy[part] = y.sum(axis=1)
-            sxx[part] = (x * x).sum(axis=1)
-            sxy[part] = (x * y).sum(axis=1)
+    with np.errstate(over="ignore"):
+        st, stt, sty, sy_all = (_cumsum0(v) for v in (t_q, t_q * t_q, t_q * hr_q, hr_q))
+        sx = np.zeros(len(tick_t_s), np.int64)
+        sy, sxx, sxy = sx.copy(), sx.copy(), sx.copy()
+        for start in range(0, len(tick_t_s), _SLOPE_CHUNK_ELEMENTS):  # ticks per pass: bounds the temporaries
+            part = slice(start, start + _SLOPE_CHUNK_ELEMENTS)
+            a, b, c, m = lo[part], hi[part], centre_q[part], n[part]
+            s_t = st[b] - st[a]
+            sy[part] = sy_all[b] - sy_all[a]
+            sx[part] = s_t - m * c
+            sxx[part] = (stt[b] - stt[a]) - 2 * c * s_t + m * c * c
+            sxy[part] = (sty[b] - sty[a]) - c * sy[part]
     den = n * sxx - sx * sx  # exact: |x| <= w/2 in 1/1024 s
     num = n.astype(np.float64) * sxy - sx.astype(np.float64) * sy
     ok = (n >= max(cfg.min_beats_slope, 2)) & (den > 0)
@@ -268,17 +268,18 @@ def compute_metrics(
     p = _prefix(nn, contiguous)
     known = None
     if available_t_s is not None:
-        known = np.searchsorted(np.asarray(available_t_s, dtype=np.float64), ticks, side="right")
+        known = count_at_or_before(np.asarray(available_t_s, dtype=np.float64), ticks)
 
-    lo, hi = _bounds(t_s, ticks, cfg.hr_window_s, known)
+    ends = _ends(t_s, ticks, known)
+    lo, hi = _bounds(t_s, ticks, cfg.hr_window_s, ends)
     n10 = hi - lo
     s10 = p.s1[hi] - p.s1[lo]
     with np.errstate(divide="ignore", invalid="ignore"):
         hr10 = (n10 * BPM_UNITS).astype(np.float64) / s10
     hr10 = _nan_unless(n10 >= max(cfg.min_beats_hr, 1), hr10)
 
-    short = _hrv_window(p, *_bounds(t_s, ticks, cfg.short_window_s, known), cfg.min_beats_short)
-    long = _hrv_window(p, *_bounds(t_s, ticks, cfg.long_window_s, known), cfg.min_beats_long)
+    short = _hrv_window(p, *_bounds(t_s, ticks, cfg.short_window_s, ends), cfg.min_beats_short)
+    long = _hrv_window(p, *_bounds(t_s, ticks, cfg.long_window_s, ends), cfg.min_beats_long)
     return MetricFrame(
         tick_t_s=ticks,
         hr10_bpm=hr10,
@@ -293,7 +294,7 @@ def compute_metrics(
         ln_rmssd60=long["ln_rmssd"],
         sdnn60_ms=long["sdnn"],
         n_beats60=long["n"],
-        hr_slope15_bpm_per_min=_hr_slope(t_s, nn, ticks, cfg, known),
+        hr_slope15_bpm_per_min=_hr_slope(t_s, nn, ticks, cfg, ends),
     )
 
 

@@ -8,16 +8,18 @@ give identical arrays and events (tests/monitor/test_live.py).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
 
 import numpy as np
 
-from devices.records import Annotation, Record, SessionHeader, StatusChange
+from devices.records import Annotation, Notification, Record, SessionHeader, StatusChange
 from monitor.artifacts import correct_beats
 from monitor.baseline import Baseline
-from monitor.beats import BeatSeries, beats_by_partner
+from monitor.beats import BeatSeries
+from monitor.beats_batch import PartnerRecords, time_partner_beats
 from monitor.config import Config
 from monitor.detector import Detector
 from monitor.events import Event
@@ -91,6 +93,31 @@ def partner_nn(beats: BeatSeries, cfg: Config) -> tuple[NNBeats, int]:
     return nn, int(cb.corrected.sum())
 
 
+def scan_records(records: Iterable[Record], partners: tuple[str, ...]) -> tuple[dict[str, PartnerRecords], list[Record], float]:
+    """One pass over a recording's records: each partner's notifications and connection
+    changes (as ``beats_batch.split_by_partner`` gives them), every record that is not
+    a notification, in order, and the latest record time (s; 0 without records)."""
+    streams = {p: PartnerRecords([], [], []) for p in partners}
+    others: list[Record] = []
+    latest = -math.inf
+    for r in records:
+        if type(r) is Notification or isinstance(r, Notification):  # the fast test first
+            stream = streams.get(r.partner)
+            if stream is None:
+                latest = max(latest, r.t_s)
+            else:  # its time counts below, from the partner's list
+                stream.t_s.append(r.t_s)
+                stream.payloads.append(r.payload)
+            continue
+        if isinstance(r, StatusChange) and r.partner in streams:
+            streams[r.partner].status_before.append(len(streams[r.partner].payloads))
+        others.append(r)
+        latest = max(latest, r.t_s)
+    for stream in streams.values():
+        latest = max(latest, max(stream.t_s, default=-math.inf))
+    return streams, others, latest if latest > -math.inf else 0.0
+
+
 def connection_by_tick(records: list[Record], partner: str, tick_t_s: np.ndarray) -> np.ndarray:
     """Whether the partner's strap is connected at each tick (True until told otherwise)."""
     changes = [(r.t_s, r.status == "connected") for r in records if isinstance(r, StatusChange) and r.partner == partner]
@@ -131,11 +158,11 @@ def analyze_records(
     """Run the whole pipeline over a recording's records (batch mode)."""
     cfg = cfg or Config()
     catalogue = catalogue or PromptCatalogue.load()
-    duration_s = max((r.t_s for r in records), default=0.0)
-    ticks = session_ticks(duration_s)
     # As in live mode: the header says who wears a strap; a bare header means both.
     present = [p for p in PARTNERS if p in header.partners] or list(PARTNERS)
-    beats = beats_by_partner(records, tuple(present), cfg.beats)
+    streams, others, duration_s = scan_records(records, tuple(present))
+    ticks = session_ticks(duration_s)
+    beats = {p: time_partner_beats(streams[p], cfg.beats).series for p in present}
     names = {p: header.partners[p].name for p in present if p in header.partners}
 
     per: dict[str, PartnerTicks] = {}
@@ -143,10 +170,10 @@ def analyze_records(
     n_corr: dict[str, int] = {}
     for p in present:
         nn_by[p], n_corr[p] = partner_nn(beats[p], cfg)
-        connected = connection_by_tick(records, p, ticks)
+        connected = connection_by_tick(others, p, ticks)
         per[p] = partner_ticks(ticks, nn_by[p], beats[p].t_s, beats[p].arrival_t_s, connected, cfg)
 
-    events = [(e, 0) for e in record_events(records)]
+    events = [(e, 0) for e in record_events(others)]
     tick_events: list[Event] = []
     stored = baselines or {}
     results = {}
@@ -168,11 +195,9 @@ def analyze_records(
                 arr[:i] = np.nan
         deltas[p] = delta
         low, ok = quality_changes(quality_codes(pt))
-        tick_events += [
-            Event(float(ticks[j]), "quality_low", p, {"corrected_share": float(np.nan_to_num(pt.corrected_share[j])), "gap_s": float(pt.gap_s[j])})
-            for j in low
-        ]
-        tick_events += [Event(float(ticks[j]), "quality_ok", p) for j in ok]
+        low_data = zip(ticks[low].tolist(), np.nan_to_num(pt.corrected_share[low]).tolist(), pt.gap_s[low].tolist())
+        tick_events += [Event(t, "quality_low", p, {"corrected_share": share, "gap_s": gap}) for t, share, gap in low_data]
+        tick_events += [Event(t, "quality_ok", p) for t in ticks[ok].tolist()]
         results[p] = PartnerResult(
             pt, delta, act_sd, vagal, base, float(ticks[i]) if i is not None else None,
             len(beats[p]), n_corr[p], dict(beats[p].malformed),

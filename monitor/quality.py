@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from monitor.artifacts import ArtifactConfig, ArtifactInputError, check_times
+from monitor.tick_counts import count_at_or_before
 
 
 def artifact_starts(corrected: np.ndarray, contiguous: np.ndarray) -> np.ndarray:
@@ -32,10 +33,10 @@ def _window_bounds(
     ticks = np.asarray(tick_t_s, dtype=np.float64)
     t = np.asarray(beat_t_s, dtype=np.float64)
     check_times(t)
-    hi = np.searchsorted(t, ticks, side="right")
+    hi = count_at_or_before(t, ticks)
     if available_t_s is not None:
-        hi = np.minimum(hi, np.searchsorted(np.asarray(available_t_s, dtype=np.float64), ticks, side="right"))
-    lo = np.minimum(np.searchsorted(t, ticks - window_s, side="right"), hi)
+        hi = np.minimum(hi, count_at_or_before(np.asarray(available_t_s, dtype=np.float64), ticks))
+    lo = np.minimum(count_at_or_before(t, ticks - window_s), hi)
     return ticks, t, lo, hi
 def correction_share(
     tick_t_s: np.ndarray,
