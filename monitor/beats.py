@@ -94,11 +94,17 @@ class BeatTimer:
     Pure state machine over records: no clock is read, the arrival time is the
     record's ``t_s``. Feeding the same records always yields the same beats, bit
     for bit, whether they come one at a time (live) or from a file (batch).
+
+    ``keep_beats=False`` keeps only the chain's state, not the beats placed: ``feed``
+    still returns the new beats, but ``series()`` is then refused. A live session that
+    stores the beats it needs elsewhere uses it so that hours of beats are not held twice.
     """
 
-    def __init__(self, partner: str, cfg: BeatTimingConfig = BeatTimingConfig()) -> None:
+    def __init__(self, partner: str, cfg: BeatTimingConfig = BeatTimingConfig(), *, keep_beats: bool = True) -> None:
         self.partner = partner
         self.cfg = cfg
+        self.keep_beats = keep_beats
+        self._forgotten = 0  # beats placed and no longer kept (keep_beats=False)
         # Chain: beat time = anchor_t_s + (cumulative units - anchor_units) / 1024,
         # kept in integers so that long sessions accumulate no rounding error.
         self._anchor_t_s: float | None = None
@@ -121,7 +127,8 @@ class BeatTimer:
         return MappingProxyType(dict(self._malformed))
 
     def __len__(self) -> int:
-        return len(self._t_s)
+        """Beats placed so far (kept or not)."""
+        return self._forgotten + len(self._t_s)
 
     def feed(self, record: Record) -> BeatSeries:
         """Take one record; return the beats it adds (often 1-2, maybe none).
@@ -131,11 +138,24 @@ class BeatTimer:
         code and skipped, and breaks the chain (its beats are lost).
         """
         before = len(self._t_s)
-        self.step(record)
-        return self._series(before)
+        self._step(record)
+        new = self._series(before)
+        self._forget()
+        return new
 
     def step(self, record: Record) -> int:
         """Like feed, but only return how many beats were added (the batch path)."""
+        added = self._step(record)
+        self._forget()
+        return added
+
+    def _forget(self) -> None:
+        if not self.keep_beats and self._t_s:
+            self._forgotten += len(self._t_s)
+            for kept in (self._t_s, self._rr_units, self._contiguous, self._arrival_t_s):
+                kept.clear()
+
+    def _step(self, record: Record) -> int:
         if isinstance(record, StatusChange):
             if record.partner == self.partner:
                 self._broken = True
@@ -209,7 +229,9 @@ class BeatTimer:
         )
 
     def series(self) -> BeatSeries:
-        """All beats placed so far, as one series."""
+        """All beats placed so far, as one series (a timer made with keep_beats=True)."""
+        if not self.keep_beats:
+            raise ValueError(f"the beat timer of partner {self.partner!r} does not keep its beats (keep_beats=False)")
         return self._series()
 
 

@@ -70,12 +70,13 @@ class _PartnerLive:
     def __init__(self, partner: str, cfg: Config, stored: Baseline | None) -> None:
         self.partner = partner
         self.cfg = cfg
-        self.timer = BeatTimer(partner, cfg.beats)
+        self.timer = BeatTimer(partner, cfg.beats, keep_beats=False)  # beats live on in self.raw
         hist = cfg.artifacts.history_beats + 64
         self.raw = _Trail(("t", "rr", "cont", "arr"), keep=hist)
         self.nn = _Trail(("t", "nn", "cont", "corr", "start", "avail"), keep=400)
         self._last_corrected = False
         self.n_final = 0
+        self._raw_seen = 0  # raw beats at the last finalise
         self.n_corrected = 0
         self.connected = True
         self.settler = Settler(cfg.baseline, stored)
@@ -92,8 +93,9 @@ class _PartnerLive:
     def finalise(self, t_s: float) -> None:
         """Run artifact correction on the trailing raw beats; keep the newly final."""
         total = len(self.raw)
-        if total == self.n_final:
-            return
+        if total in (self.n_final, self._raw_seen):
+            return  # all final, or no new beat since the last call: nothing can change
+        self._raw_seen = total
         start = max(total - self.cfg.artifacts.history_beats - (total - self.n_final), 0)
         rr = self.raw.array("rr", np.int64, start)
         t = self.raw.array("t", np.float64, start)
@@ -131,13 +133,18 @@ class _PartnerLive:
 
 @dataclass
 class LivePipeline:
-    """The pipeline for a running session. ``feed`` records; read ``events``."""
+    """The pipeline for a running session. ``feed`` records; read ``events``.
+
+    ``ticks`` holds every tick evaluated; with ``keep_ticks=False`` (a long live
+    session) it holds only those not yet handed out by ``take_ticks()``.
+    """
 
     header: SessionHeader
     config: Config = field(default_factory=Config)
     catalogue: PromptCatalogue | None = None
     baselines: dict[str, Baseline] | None = None
     partners: tuple[str, ...] | None = None
+    keep_ticks: bool = True
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -151,8 +158,18 @@ class LivePipeline:
         self.linkage = LinkageTracker(cfg.linkage)
         self.next_tick = 1
         self.ticks: list[TickState] = []
+        self._taken = 0  # ticks handed out by take_ticks()
         self.events: list[Event] = []
         self._lookback_s = max(cfg.metrics.lookback_s, cfg.artifacts.quality_window_s) + 5.0
+
+    def take_ticks(self) -> list[TickState]:
+        """The ticks evaluated since the last call, in order."""
+        new = self.ticks[self._taken :]
+        if self.keep_ticks:
+            self._taken = len(self.ticks)
+        else:
+            self.ticks.clear()
+        return new
 
     def feed(self, record: Record) -> list[Event]:
         """Take one record (in arrival order); return the events it caused.

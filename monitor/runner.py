@@ -11,7 +11,9 @@ Viewers subscribe a callback and receive plain JSON-able messages (``tick``,
 ``event``, ``state``, and ``beat``: one per heart-rate notification, sent the moment
 it is handled, so a live number can follow the strap without waiting for the next
 tick); ``snapshot()`` gives a late viewer the session so far (beats are not in it:
-the ticks carry their story).
+the ticks carry their story). A live runner also sends ``storage`` messages when saving
+pauses (the disk is full or the database busy) and when it works again
+(monitor/saving.py); every snapshot carries the current one as ``storage``.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ from monitor.config import Config
 from monitor.events import Event
 from monitor.live import LivePipeline, TickState
 from monitor.pipeline import Analysis, analyze_records
-from monitor.store import Store, StoreError
+from monitor.saving import SessionSaver
+from monitor.store import Store
 from monitor.summary import episodes, rounded
+from monitor.tick_history import TickHistory
 
 log = logging.getLogger("coreg.runner")
 Message = dict[str, Any]
@@ -137,7 +141,18 @@ class _Runner:
 
     def snapshot(self) -> Message:
         ticks, events = self._so_far()
-        return {"type": "snapshot", "session": self.info(), "ticks": ticks, "events": events, "replay": self.state()}
+        return {
+            "type": "snapshot",
+            "session": self.info(),
+            "ticks": ticks,
+            "events": events,
+            "replay": self.state(),
+            "storage": self.storage(),
+        }
+
+    def storage(self) -> dict:
+        """Whether the session is being saved: {"state": "ok"} or {"state": "paused", ...}."""
+        return {"state": "ok"}
 
     def state(self) -> dict:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -329,7 +344,14 @@ def replay_ticks(analysis: Analysis) -> list[Message]:
 
 
 class LiveRunner(_Runner):
-    """A live session: sources → live pipeline → store and viewers, ticking each second."""
+    """A live session: sources → live pipeline → store and viewers, ticking each second.
+
+    Memory stays bounded whatever the session's length: the pipeline keeps only its
+    trailing data and hands each tick out once, the tick messages for late viewers are
+    kept as columns (monitor/tick_history.py), and only the events are kept as they are
+    (up to a few hundred an hour: about 1,900 in the 8-hour soak, bench/soak.py). While the store cannot write, records wait in
+    memory up to a bound (monitor/saving.py).
+    """
 
     kind = "live"
 
@@ -348,15 +370,16 @@ class LiveRunner(_Runner):
         super().__init__(session_id, header, label, store)
         self.sources = list(sources)
         self.clock = clock or SessionClock()
-        self.pipeline = LivePipeline(header, config or Config())
+        self.pipeline = LivePipeline(header, config or Config(), keep_ticks=False)
         self.tick_margin_s = tick_margin_s
-        self._ticks: list[Message] = []
+        self._ticks = TickHistory(self.pipeline.partners)
         self._events: list[dict] = []
         self._queue: asyncio.Queue = asyncio.Queue()
         self._stopped = False
         self._tasks: list[asyncio.Task] = []
         self._last_t_s = 0.0
-        self._store_failed = False
+        self.saver = SessionSaver(store, session_id, self._publish, self.clock.now_s)
+        self._finishing: asyncio.Task | None = None  # writing a stopped session once the store can
 
     def state(self) -> dict:
         status = "stopped" if self._stopped else "running"
@@ -373,8 +396,11 @@ class LiveRunner(_Runner):
     def set_speed(self, speed: float) -> None:
         raise ValueError("a live session runs in real time")
 
+    def storage(self) -> dict:
+        return self.saver.state()
+
     def _so_far(self) -> tuple[list[Message], list[dict]]:
-        return list(self._ticks), list(self._events)
+        return self._ticks.messages(), list(self._events)
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -394,7 +420,7 @@ class LiveRunner(_Runner):
 
     def _emit(self, events: list[Event]) -> None:
         for e in events:
-            self._store(self.store.add_event, self.id, e)
+            self.saver.add_event(e)
             self._events.append(e.to_json())
             self._publish(event_message(e))
 
@@ -411,46 +437,50 @@ class LiveRunner(_Runner):
         milliseconds out of order; a record is never placed before the one stored
         before it (a recording is ordered by time).
         """
+        self._process(self._receive(record))
+
+    def _receive(self, record: Record) -> Record:
+        """Order, store and (a notification) pass on at once as a ``beat`` message."""
         if record.t_s < self._last_t_s:
             record = dataclasses.replace(record, t_s=self._last_t_s)
         self._last_t_s = record.t_s
-        self._store(self.store.add_record, self.id, record)
+        self.saver.add_record(record)
         if isinstance(record, Notification) and (beat := beat_message(record)):
             self._publish(beat)
-        n = len(self.pipeline.ticks)
+        return record
+
+    def _process(self, record: Record) -> None:
+        """Run one received record through the pipeline (it may complete ticks)."""
         events = self.pipeline.feed(record)
-        self._emit_ticks(self.pipeline.ticks[n:])
+        self._emit_ticks(self.pipeline.take_ticks())
         self._emit(events)
 
     async def _consume(self) -> None:
         while True:
-            record = await self._queue.get()
-            self.handle(record)
-
-    def _store(self, write: Callable, *args) -> None:
-        """Write to the store; if it refuses (disk full, locked), the session goes on
-        in memory and viewers are told once."""
-        try:
-            write(*args)
-        except StoreError:
-            if not self._store_failed:
-                log.exception("could not write session %s to the database", self.id)
-                self._publish({"type": "warning", "text": "The session database cannot be written to right now."})
-            self._store_failed = True
+            record = self._receive(await self._queue.get())
+            # Let the viewers' tasks send the beat before the pipeline runs: feeding a
+            # record may complete a tick, milliseconds of work that would delay it.
+            await asyncio.sleep(0)
+            self._process(record)
 
     async def _ticker(self) -> None:
         # Ticks run a margin behind the clock so that a record stamped just before a
         # whole second is always in before that second is evaluated.
         while True:
             now = self.clock.now_s()
-            n = len(self.pipeline.ticks)
             events = self.pipeline.advance(now - self.tick_margin_s)
-            self._emit_ticks(self.pipeline.ticks[n:])
+            self._emit_ticks(self.pipeline.take_ticks())
             self._emit(events)
-            self._store(self.store.flush)
+            self.saver.tick()
             await asyncio.sleep(1.0 - (now % 1.0) + 0.01)
 
     async def stop(self) -> None:
+        if self._finishing is not None and not self._finishing.done():
+            # Stopped before and still waiting for the store (the app is closing): one last try.
+            self._finishing.cancel()
+            if not self.saver.finish():
+                log.error("session %s: the store cannot write; %d rows were not saved", self.id, self.store.buffered_rows)
+            return
         self._stopped = True
         for source in self.sources:
             await source.close()
@@ -464,16 +494,18 @@ class LiveRunner(_Runner):
         while not self._queue.empty():
             self.handle(self._queue.get_nowait())
         # The last whole seconds, as a later analysis of the recording will see them.
-        n = len(self.pipeline.ticks)
         events = self.pipeline.advance(self._last_t_s)
-        self._emit_ticks(self.pipeline.ticks[n:])
+        self._emit_ticks(self.pipeline.take_ticks())
         self._emit(events)
-        self.store.finish_session(self.id, "finished")
+        if not self.saver.finish():
+            # The store cannot write yet: the session is over for its viewers, and what
+            # it holds is written (and the session marked finished) once the store can.
+            self._finishing = asyncio.get_running_loop().create_task(self.saver.finish_later())
         self._publish({"type": "state", **self.state()})
 
     def annotate(self, text: str, author: str = "") -> dict:
         """Mark this moment; recorded in order with the notifications."""
         record = Annotation(max(self.clock.now_s(), self._last_t_s), text, author)
         self.handle(record)
-        self.store.flush()
+        self.saver.flush()
         return Event(record.t_s, "annotation", None, {"text": text, "author": author}).to_json()

@@ -3,7 +3,7 @@
 // Every text a person reads comes from the session (names) or the prompt events
 // (title, text_a, text_b) and is set with textContent.
 
-import { PARTNERS, SessionModel, clock, connectFeed } from "./feed.js";
+import { PARTNERS, SessionModel, clock, connectFeed, savingNotice } from "./feed.js";
 
 const TRACE_S = 300; // seconds of activation shown in each soft trace
 const WARM_AT_BPM = 30; // heart rate this far above baseline is the warmest colour
@@ -192,6 +192,12 @@ function renderMood() {
   $("#mood").textContent = moodWords();
 }
 
+function renderSaving() {
+  const text = savingNotice(model.storage);
+  $("#saving").textContent = text;
+  $("#saving").hidden = !text;
+}
+
 function onMessage(msg) {
   const change = model.apply(msg);
   if (change === "reset") {
@@ -203,6 +209,7 @@ function onMessage(msg) {
     renderPartners();
     renderMood();
     renderCountdown();
+    renderSaving();
   }
 }
 

@@ -1,11 +1,13 @@
 // What both views share: the WebSocket to /ws (reconnecting by itself) and the
-// session model built from its messages (snapshot, resync, tick, event, state, idle).
+// session model built from its messages (snapshot, resync, tick, event, state, storage,
+// idle).
 // The access token, when there is one, travels in an HttpOnly cookie the server set
 // on page load, so this script never sees it.
 
 export const PARTNERS = ["a", "b"];
 
-/** The session as a viewer knows it: summary, ticks and events so far, replay state. */
+/** The session as a viewer knows it: summary, ticks and events so far, replay state,
+ * and whether it is being saved (storage: {state: "ok"} or {state: "paused", reason}). */
 export class SessionModel {
   constructor() {
     this.reset(null);
@@ -16,10 +18,11 @@ export class SessionModel {
     this.ticks = snapshot ? (snapshot.ticks || []).slice() : [];
     this.events = snapshot ? (snapshot.events || []).slice() : [];
     this.state = snapshot ? snapshot.replay || null : null;
+    this.storage = snapshot && snapshot.storage ? snapshot.storage : { state: "ok" };
     this.idle = !snapshot;
   }
 
-  /** Apply one message; returns what changed: "reset", "tick", "event", "state" or null. */
+  /** Apply one message; returns what changed: "reset", "tick", "event", "state", "storage" or null. */
   apply(msg) {
     switch (msg.type) {
       case "snapshot":
@@ -42,6 +45,11 @@ export class SessionModel {
         const { type, ...state } = msg;
         this.state = state;
         return "state";
+      }
+      case "storage": {
+        const { type, ...storage } = msg;
+        this.storage = storage;
+        return "storage";
       }
       default:
         return null;
@@ -154,6 +162,20 @@ export function connectFeed({ onMessage, onStatus = () => {}, sessionId = null }
       open();
     },
   };
+}
+
+/**
+ * The calm words shown while the session cannot be saved, or "" while saving works.
+ * With detail (the practitioner), they say why and whether memory for unsaved data ran out.
+ */
+export function savingNotice(storage, { detail = false } = {}) {
+  if (!storage || storage.state !== "paused") return "";
+  if (!detail) return "Saving is paused for now. The session goes on and will be saved when it can.";
+  const why =
+    storage.reason === "full" ? "the disk is full" : storage.reason === "busy" ? "the database is busy" : "the disk cannot be written to";
+  let text = `Saving is paused: ${why}. The session goes on and will be saved when it can.`;
+  if (storage.dropped_rows) text += " The memory kept for unsaved data is full, so the newest records are not kept.";
+  return text;
 }
 
 /** Seconds as m:ss (or h:mm:ss). */

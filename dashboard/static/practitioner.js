@@ -3,7 +3,7 @@
 // session list. Anything typed or recorded is shown with textContent, never as HTML.
 
 import { Charts } from "./charts.js";
-import { PARTNERS, SessionModel, clock, connectFeed, el } from "./feed.js";
+import { PARTNERS, SessionModel, clock, connectFeed, el, savingNotice } from "./feed.js";
 
 const QUALITY_WORDS = { ok: "signal good", low: "signal noisy", away: "strap away", none: "no signal yet" };
 const model = new SessionModel();
@@ -213,6 +213,18 @@ async function refreshSessions() {
   $("#session-list").replaceChildren(...sessions.map(sessionItem));
 }
 
+/** The replay form's suggestions: the recordings in the data folder. */
+async function refreshRecordings() {
+  const recordings = await api("GET", "/api/recordings");
+  $("#recording-names").replaceChildren(
+    ...recordings.map((r) => {
+      const option = document.createElement("option");
+      option.value = r.name;
+      return option;
+    }),
+  );
+}
+
 function watch(id) {
   pinned = id;
   const url = new URL(location.href);
@@ -243,6 +255,13 @@ function onMessage(msg) {
   renderHeader();
   renderPartners();
   renderReplay();
+  renderSaving();
+}
+
+function renderSaving() {
+  const text = savingNotice(model.storage, { detail: true });
+  $("#saving").textContent = text;
+  $("#saving").hidden = !text;
 }
 
 function onStatus(status) {
@@ -281,6 +300,9 @@ $("#start-demo").addEventListener("click", () => {
     .then((s) => (pinned ? watch(s.id) : refreshSessions()))
     .catch(() => {});
 });
+
+$("#replay-source").addEventListener("focus", () => refreshRecordings().catch(() => {}));
+refreshRecordings().catch(() => {});
 
 $("#replay-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
