@@ -52,7 +52,7 @@ class Options:
     stall: bool = True
     stall_at: float = 0.5  # fraction of the window after which the stalled viewer connects
     seed: int = 1
-    no_deflate: bool = False  # turn off permessage-deflate, which the dashboard's uvicorn offers
+    no_deflate: bool = False  # no effect now: the dashboard serves without permessage-deflate
     strap_speed: float = 1.0  # the fake straps' pace: 1 is real time (the bench); the test goes faster
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="coreg-load-")))
 
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--client-procs", type=int, default=2, help="viewer processes")
     p.add_argument("--queue-size", type=int, default=256, help="per-viewer queue of the server (create_app)")
     p.add_argument("--no-stall", action="store_true", help="leave out the viewer that stops reading")
-    p.add_argument("--no-deflate", action="store_true", help="WebSocket frames uncompressed (the dashboard compresses)")
+    p.add_argument("--no-deflate", action="store_true", help="no effect: the dashboard no longer compresses its frames (kept for old command lines)")
     args = p.parse_args(argv)
     opts = Options(
         seconds=args.seconds, warmup_s=args.warmup, extra_viewers=args.extra_viewers,
