@@ -36,7 +36,6 @@ import time
 import tracemalloc
 import warnings
 from contextlib import contextmanager
-from dataclasses import replace
 from functools import wraps
 from pathlib import Path
 from typing import Callable, Iterator
@@ -45,7 +44,7 @@ import numpy as np
 
 import monitor.pipeline as pipeline
 from devices.recording import RecordingWriter, read_records
-from devices.scenarios import SESSION_S, Gap, Scenario, get_scenario
+from devices.scenarios import SESSION_S, Scenario, back_to_back, get_scenario
 from devices.simulate import simulate
 from monitor.beats import beats_by_partner
 from monitor.config import Config
@@ -84,23 +83,9 @@ def hour_scenario(names: tuple[str, ...] = SEGMENTS) -> Scenario:
     parts = [get_scenario(n) for n in names]
     if abs(len(parts) * SESSION_S - HOUR_S) > 1e-9:
         raise BenchError(f"segments {names}: {len(parts)} x {SESSION_S:g} s is not one hour")
-    episodes, dropouts, disconnects = [], [], []
-    for k, part in enumerate(parts):
-        shift = k * SESSION_S
-        episodes += [replace(ep, start_s=ep.start_s + shift) for ep in part.episodes]
-        dropouts += [Gap(g.partner, g.start_s + shift, g.duration_s) for g in part.dropouts]
-        disconnects += [Gap(g.partner, g.start_s + shift, g.duration_s) for g in part.disconnects]
-    return Scenario(
-        name="hour:" + "+".join(names),
-        duration_s=HOUR_S,
-        episodes=tuple(episodes),
+    return back_to_back(
+        parts, name="hour:" + "+".join(names),
         description="benchmark hour: " + " then ".join(p.description for p in parts),
-        ectopic_rate=max(p.ectopic_rate for p in parts),
-        missed_rate=max(p.missed_rate for p in parts),
-        extra_rate=max(p.extra_rate for p in parts),
-        dropouts=tuple(dropouts),
-        disconnects=tuple(disconnects),
-        wander_bpm=max(p.wander_bpm for p in parts),
     )
 
 

@@ -32,7 +32,6 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -40,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dashboard.hub import ViewerFeed  # noqa: E402
 from devices.fakeble import run_virtual  # noqa: E402
 from devices.records import SessionClock  # noqa: E402
-from devices.scenarios import SESSION_S, Gap, Scenario, get_scenario  # noqa: E402
+from devices.scenarios import SESSION_S, Scenario, back_to_back, get_scenario  # noqa: E402
 from devices.simulate import SimulatorSource  # noqa: E402
 from monitor.runner import LiveRunner  # noqa: E402
 from monitor.store import Store  # noqa: E402
@@ -58,24 +57,7 @@ def long_scenario(hours: float) -> Scenario:
     """
     n = int(round(hours * HOUR_S / SESSION_S))
     parts = [get_scenario(SEGMENTS[k % len(SEGMENTS)]) for k in range(n)]
-    episodes, dropouts, disconnects = [], [], []
-    for k, part in enumerate(parts):
-        shift = k * SESSION_S
-        episodes += [replace(ep, start_s=ep.start_s + shift) for ep in part.episodes]
-        dropouts += [Gap(g.partner, g.start_s + shift, g.duration_s) for g in part.dropouts]
-        disconnects += [Gap(g.partner, g.start_s + shift, g.duration_s) for g in part.disconnects]
-    return Scenario(
-        name=f"soak:{hours:g}h",
-        duration_s=n * SESSION_S,
-        episodes=tuple(episodes),
-        description=f"soak: {n} twenty-minute segments",
-        ectopic_rate=max(p.ectopic_rate for p in parts),
-        missed_rate=max(p.missed_rate for p in parts),
-        extra_rate=max(p.extra_rate for p in parts),
-        dropouts=tuple(dropouts),
-        disconnects=tuple(disconnects),
-        wander_bpm=max(p.wander_bpm for p in parts),
-    )
+    return back_to_back(parts, name=f"soak:{hours:g}h", description=f"soak: {n} twenty-minute segments")
 
 
 def rss_mb() -> float:

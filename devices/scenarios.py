@@ -292,3 +292,31 @@ def truth_episodes(scenario: Scenario) -> list[dict]:
             "expect_prompt": kind in PROMPTING_KINDS,
         })
     return out
+
+
+def back_to_back(parts: list[Scenario], *, name: str, description: str) -> Scenario:
+    """One long script: ``parts`` played one after another, each ``SESSION_S`` long.
+
+    Episodes and gaps are shifted by their part's start (every registered scenario opens
+    with calm minutes, so they never overlap). The artifact rates, which a Scenario holds
+    for the whole session, are the highest of the parts' (a noisy session throughout),
+    and the resting-rate wander the widest. For benchmarks that need hours of session.
+    """
+    episodes, dropouts, disconnects = [], [], []
+    for k, part in enumerate(parts):
+        shift = k * SESSION_S
+        episodes += [replace(ep, start_s=ep.start_s + shift) for ep in part.episodes]
+        dropouts += [Gap(g.partner, g.start_s + shift, g.duration_s) for g in part.dropouts]
+        disconnects += [Gap(g.partner, g.start_s + shift, g.duration_s) for g in part.disconnects]
+    return Scenario(
+        name=name,
+        duration_s=len(parts) * SESSION_S,
+        episodes=tuple(episodes),
+        description=description,
+        ectopic_rate=max(p.ectopic_rate for p in parts),
+        missed_rate=max(p.missed_rate for p in parts),
+        extra_rate=max(p.extra_rate for p in parts),
+        dropouts=tuple(dropouts),
+        disconnects=tuple(disconnects),
+        wander_bpm=max(p.wander_bpm for p in parts),
+    )
