@@ -372,7 +372,7 @@ class LiveRunner(_Runner):
         self.clock = clock or SessionClock()
         self.pipeline = LivePipeline(header, config or Config(), keep_ticks=False)
         self.tick_margin_s = tick_margin_s
-        self._ticks = TickHistory(self.pipeline.partners)
+        self._ticks = TickHistory(self.pipeline.partners, tuple(TICK_FIELDS.values()))
         self._events: list[dict] = []
         self._queue: asyncio.Queue = asyncio.Queue()
         self._stopped = False

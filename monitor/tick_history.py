@@ -19,13 +19,16 @@ ticks by their time, so a thinned stretch draws the same curve with fewer points
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
 
+from monitor.summary import rounded
+
 Message = dict[str, Any]
 
-VALUE_NAMES = ("hr_bpm", "delta_bpm", "activation_sd", "vagal_index", "rmssd_ms")
 QUALITY_WORDS = ("away", "none", "low", "ok")
 CHUNK_ROWS = 3600  # an hour of ticks per block of columns
 MAX_SNAPSHOT_TICKS = 7200  # a snapshot holds at most about this many ticks
@@ -33,11 +36,13 @@ _EXACT_BELOW = 8192.0
 
 
 class TickHistory:
-    """Tick messages of ``partners`` in the order appended (their ``t`` increasing)."""
+    """Tick messages of ``partners`` in the order appended (their ``t`` increasing);
+    ``value_names``: the numbers of each partner's part of a tick (monitor.runner.TICK_FIELDS)."""
 
-    def __init__(self, partners: tuple[str, ...]) -> None:
+    def __init__(self, partners: tuple[str, ...], value_names: tuple[str, ...]) -> None:
         self.partners = tuple(partners)
-        self._n_values = 2 + len(self.partners) * len(VALUE_NAMES)  # linkage r, lag, then per partner
+        self.value_names = tuple(value_names)
+        self._n_values = 2 + len(self.partners) * len(self.value_names)  # linkage r, lag, then per partner
         self._t: list[np.ndarray] = []
         self._values: list[np.ndarray] = []
         self._codes: list[np.ndarray] = []  # per partner: quality index + 4 when settled
@@ -59,7 +64,7 @@ class TickHistory:
         numbers = [msg["linkage"]["r"], msg["linkage"]["lag_s"]]
         for j, p in enumerate(self.partners):
             part = msg["partners"][p]
-            numbers += [part[name] for name in VALUE_NAMES]
+            numbers += [part[name] for name in self.value_names]
             self._codes[k][row, j] = QUALITY_WORDS.index(part["quality"]) + 4 * bool(part["settled"])
         values = [math.nan if x is None else x for x in numbers]
         if any(abs(x) >= _EXACT_BELOW for x in values):
@@ -87,9 +92,8 @@ class TickHistory:
         partners = {}
         for j, p in enumerate(self.partners):
             part: dict[str, Any] = {}
-            for m, name in enumerate(VALUE_NAMES):
-                x = values[2 + j * len(VALUE_NAMES) + m]
-                part[name] = None if math.isnan(x) else round(x, 3)
+            for m, name in enumerate(self.value_names):
+                part[name] = rounded(values[2 + j * len(self.value_names) + m], 3)
             part["quality"] = QUALITY_WORDS[codes[j] % 4]
             part["settled"] = codes[j] >= 4
             partners[p] = part
@@ -98,19 +102,14 @@ class TickHistory:
             "type": "tick",
             "t": float(self._t[k][row]),
             "partners": partners,
-            "linkage": {"r": None if math.isnan(r) else round(r, 3), "lag_s": None if math.isnan(lag) else round(lag, 3)},
+            "linkage": {"r": rounded(r, 3), "lag_s": rounded(lag, 3)},
             "patterns": self._patterns_at(i),
         }
 
     def _patterns_at(self, i: int) -> list[dict]:
-        lo, hi = 0, len(self._pattern_runs)
-        while hi - lo > 1:  # the last run starting at or before tick i
-            mid = (lo + hi) // 2
-            if self._pattern_runs[mid][0] <= i:
-                lo = mid
-            else:
-                hi = mid
-        return list(self._pattern_runs[lo][1])
+        """The patterns of the last run starting at or before tick ``i``."""
+        run = bisect_right(self._pattern_runs, i, key=itemgetter(0)) - 1
+        return list(self._pattern_runs[run][1])
 
     def messages(self, max_ticks: int = MAX_SNAPSHOT_TICKS) -> list[Message]:
         """The tick messages for a snapshot, oldest first, the last one always included.

@@ -15,7 +15,7 @@ from devices.records import SessionClock
 from devices.scenarios import get_scenario
 from devices.simulate import SimulatorSource, simulate
 from monitor.beats import BeatTimer
-from monitor.runner import LiveRunner, tick_message
+from monitor.runner import TICK_FIELDS, LiveRunner, tick_message
 from monitor.store import Store
 from monitor.tick_history import CHUNK_ROWS, QUALITY_WORDS, TickHistory
 
@@ -49,7 +49,7 @@ def random_tick(rng: random.Random, t: float, patterns: list[dict]) -> dict:
 
 def test_the_tick_history_gives_back_every_message_sent_and_holds_an_hour_compactly():
     rng = random.Random(4)
-    history, sent = TickHistory(("a", "b")), []
+    history, sent = TickHistory(("a", "b"), tuple(TICK_FIELDS.values())), []
     patterns: list[dict] = []
     for t in range(1, 3601):
         if rng.random() < 0.01:
