@@ -57,8 +57,29 @@ class PromptCatalogue:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "PromptCatalogue":
-        """Load and check a catalogue (the bundled prompts.toml by default)."""
+        """Load and check a catalogue (the bundled prompts.toml by default).
+
+        A file already loaded and unchanged since (same size and modification time)
+        is not parsed again: ``coreg analyze`` over many recordings loads it per file,
+        and parsing costs more than a short analysis. An edited file is read afresh.
+        """
         source = Path(path) if path is not None else DEFAULT_CATALOGUE
+        try:
+            st = source.stat()
+        except OSError as exc:
+            raise CatalogueError(f"{source}: cannot read the prompt catalogue: {exc}") from exc
+        key = (str(source), st.st_mtime_ns, st.st_size)
+        held = _LOADED.get(key)
+        if held is not None:
+            return held
+        catalogue = cls._parse(source)
+        if len(_LOADED) >= 8:
+            _LOADED.clear()  # old versions of edited files: a handful at most
+        _LOADED[key] = catalogue
+        return catalogue
+
+    @classmethod
+    def _parse(cls, source: Path) -> "PromptCatalogue":
         try:
             data = tomllib.loads(source.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -81,6 +102,7 @@ class PromptCatalogue:
                     ) from exc
         texts = {p: {k: " ".join(data[p][k].split()) for k in keys} for p, keys in REQUIRED_TEXTS.items()}
         return cls(texts=texts, path=str(source))
+
 
     def for_pattern(
         self, pattern: str, partner: str | None, names: dict[str, str] | None = None
@@ -108,6 +130,9 @@ class PromptCatalogue:
         if partner == "a":
             return PromptTexts(section["title"], _fill(lead, for_a), _fill(other, for_b))
         return PromptTexts(section["title"], _fill(other, for_a), _fill(lead, for_b))
+
+
+_LOADED: dict[tuple[str, int, int], "PromptCatalogue"] = {}  # see PromptCatalogue.load
 
 
 def _fill(text: str, values: dict[str, str]) -> str:

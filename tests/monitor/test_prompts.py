@@ -1,6 +1,7 @@
 """Prompt catalogue (loading, checks, each partner's text per pattern), the wording
 rules of STYLE.md, and the PromptGate pace rules of DESIGN.md."""
 
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -76,6 +77,18 @@ def test_loads_a_file_given_by_path(tmp_path):
     assert cat.for_pattern("flooding", "b", NAMES) == PromptTexts("T3", "Bruno rests", "F Alma")
     assert cat.for_pattern("divergence", "a", NAMES) == PromptTexts("T1", "R Bruno", "O Alma")
     assert cat.for_pattern("escalation", None, NAMES) == PromptTexts("T2", "B", "B")
+
+
+def test_an_edited_file_is_read_again(tmp_path):
+    path = write(tmp_path, VALID)
+    first = PromptCatalogue.load(path)
+    assert PromptCatalogue.load(path) is first  # unchanged: not parsed again
+    path.write_text(VALID.replace('"R {other}"', '"Rising, {other}"'), encoding="utf-8")
+    os.utime(path, ns=(0, path.stat().st_mtime_ns + 1_000_000))  # even within one clock tick
+    assert PromptCatalogue.load(path).for_pattern("divergence", "a", NAMES).text_a == "Rising, Bruno"
+    path.write_text("[divergence\n", encoding="utf-8")
+    with pytest.raises(CatalogueError, match="cannot read"):
+        PromptCatalogue.load(path)  # a broken edit is refused, not hidden by the earlier load
 
 
 @pytest.mark.parametrize(
