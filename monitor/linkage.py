@@ -6,9 +6,13 @@ detrended, and the Pearson correlation of the residuals is taken at every lag wi
 means in phase, negative anti-phase. (Windowed cross-correlation of interbeat series is
 the usual dyadic-synchrony measure, e.g. Reed et al. 2013; Palumbo et al. 2017 review.)
 
-Every windowed sum comes from running prefix sums. They are built by ``Prefix.extend``,
-which continues a cumulative sum exactly where it stopped, so a live run that extends
-them one tick at a time holds the same bits as a batch run that builds them at once.
+Every windowed sum comes from running prefix sums of whole numbers: HR is summed in
+fixed point, in units of 1/16384 bpm (``HR_SCALE``), a thousand times finer than the
+HR's own step (one NN unit is 0.07 bpm at 70 bpm). Integer sums are exact whatever
+their order, so a live run that extends them one tick at a time holds the same values
+as a batch run that builds them at once, window sums carry no rounding noise however
+long the session, and the running sums take a sixth of the time of float ones. A
+window's sums wrap around int64 only beyond ~10 days; their differences stay exact.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from monitor.resample import UNITS_PER_MINUTE, resample_hr
 
 __all__ = ["UNITS_PER_MINUTE", "LinkageConfig", "LinkageTracker", "Prefix", "resample_hr"]
 _CHUNK_WINDOWS = 4096  # windows per pass in LinkageTracker.at: 1-D temporaries of 32 KiB
-_LAG_LOOP_WINDOWS = 32  # from this many windows on, LinkageTracker._best loops over the lags
+_LAG_LOOP_WINDOWS = 32
+HR_SCALE = 16384  # fixed-point units per bpm of the summed HR (see the module notes)  # from this many windows on, LinkageTracker._best loops over the lags
 
 
 @dataclass(frozen=True)
@@ -32,12 +37,12 @@ class LinkageConfig:
     window_s: correlation window.
     max_lag_s: lags searched on either side.
     max_hold_s: an HR sample older than this since the last beat is missing (a gap).
-    hr_offset_bpm: subtracted before summing, to keep the prefix sums small.
+    hr_offset_bpm: subtracted before summing, to keep the sums small.
     min_sd_bpm: a window whose detrended HR has a smaller SD (bpm) is flat: it has no
         variation to correlate, so the linkage is NaN. The smallest real variation,
         one beat one NN unit off (0.015 bpm at 30 bpm), gives an SD of about 0.003 bpm;
-        a flat window's rounding noise in the prefix sums stays below 0.0007 bpm even
-        after 24 h at 200 bpm (below 0.0002 bpm for 10 h under 140 bpm).
+        a flat window's sums are exact, so its SD is 0 up to the float rounding of
+        the final arithmetic (~1e-6 bpm).
     """
 
     fs_hz: int = 4
@@ -68,7 +73,8 @@ class LinkageConfig:
 
 
 class Prefix:
-    """Running prefix sums of several series, extendable without changing past bits.
+    """Running prefix sums of several integer series (int64, wrapping), extendable
+    without changing past values.
 
     Column j of ``sums`` is the sum of samples 1..(base + j). Live mode calls ``trim``
     to hold only the last ``keep`` columns (windows never reach further back), so a
@@ -78,7 +84,7 @@ class Prefix:
     def __init__(self, n_series: int, keep: int) -> None:
         self.keep = keep
         self.base = 0
-        self.sums = np.zeros((n_series, 1))
+        self.sums = np.zeros((n_series, 1), dtype=np.int64)
         self._pending = 1  # first column not yet summed (see reserve)
 
     def extend(self, values: np.ndarray) -> None:
@@ -94,7 +100,7 @@ class Prefix:
         batch the sums run to megabytes, and each fresh copy costs page faults.
         """
         old = self.sums.shape[1]
-        grown = np.empty((self.sums.shape[0], old + m))
+        grown = np.empty((self.sums.shape[0], old + m), dtype=np.int64)
         grown[:, :old] = self.sums
         self.sums = grown
         self._pending = old
@@ -102,7 +108,7 @@ class Prefix:
 
     def accumulate(self) -> None:
         """Turn the columns filled since ``reserve`` into running sums, continuing the
-        last sum before them (the same additions, in the same order, as one cumsum)."""
+        last sum before them."""
         tail = self.sums[:, self._pending - 1 :]
         np.cumsum(tail, axis=1, out=tail)
         self._pending = self.sums.shape[1]
@@ -136,8 +142,8 @@ class LinkageTracker:
         self._shift_a = np.maximum(self.lags, 0)[:, None]  # a's window ends this early
         self._shift_b = np.maximum(-self.lags, 0)[:, None]  # b's window ends this early
         self.n_samples = 0
-        self._a = np.zeros(2 * cfg.max_lag_n)
-        self._b = np.zeros(2 * cfg.max_lag_n)
+        self._a = np.zeros(2 * cfg.max_lag_n, dtype=np.int64)
+        self._b = np.zeros(2 * cfg.max_lag_n, dtype=np.int64)
         # rows: a, a², k·a, ok_a, b, b², k·b, ok_b, then a_k·b_{k+lag} for each lag
         self._prefix = Prefix(8 + len(self.lags), keep=4 * (cfg.window_n + 2 * cfg.max_lag_n))
 
@@ -146,11 +152,9 @@ class LinkageTracker:
         k0 = self.n_samples
         m = len(hr_a_bpm)
         lag_max = self.cfg.max_lag_n
-        a = np.nan_to_num(hr_a_bpm - self.cfg.hr_offset_bpm, nan=0.0)
-        b = np.nan_to_num(hr_b_bpm - self.cfg.hr_offset_bpm, nan=0.0)
-        ok_a = np.isfinite(hr_a_bpm).astype(float)
-        ok_b = np.isfinite(hr_b_bpm).astype(float)
-        k = np.arange(k0 + 1, k0 + m + 1, dtype=float)
+        a, ok_a = _fixed_point(hr_a_bpm, self.cfg.hr_offset_bpm)
+        b, ok_b = _fixed_point(hr_b_bpm, self.cfg.hr_offset_bpm)
+        k = np.arange(k0 + 1, k0 + m + 1, dtype=np.int64)
         # History of 2 * lag_max samples before the new ones, zeros before the session
         # starts (a missing sample is a zero here too; the ok rows say it is missing).
         self._a = np.concatenate([self._a[len(self._a) - 2 * lag_max :], a])
@@ -188,10 +192,15 @@ class LinkageTracker:
             best_r[sel], best_lag[sel] = self._best(stop[sel])
         return best_r, best_lag
 
-    def _own(self, first_row: int, lo: int, hi: int) -> tuple[np.ndarray, ...]:
-        """One partner's window sums for every window end lo .. hi (1-based samples):
-        sum, residual sum of squares after the linear fit, centred Σ t·x, and whether
-        the window is full and varied enough to correlate."""
+    def _own(self, first_row: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One partner's window terms for every window end lo .. hi (1-based samples).
+
+        With x the window's samples, t their position in it, the linear fit's residuals
+        have cross products Σ x_a x_b - Σx_a Σx_b / n - Σt·x_a Σt·x_b / Stt (t centred)
+        and sums of squares of the same form. Returned, so that a correlation is three
+        products: u = Σx / √n, v = centred Σ t·x / √Stt, and w = 1 / √(residual sum of
+        squares), NaN where the window is not full or too flat to correlate.
+        """
         n = self.cfg.window_n
         t_mean = (n - 1) / 2
         stt = n * (n * n - 1) / 12.0
@@ -200,46 +209,56 @@ class LinkageTracker:
         cols = slice(lo - p.base, hi + 1 - p.base)
         back = slice(lo - n - p.base, hi + 1 - n - p.base)
         w = p.sums[first_row : first_row + 4, cols] - p.sums[first_row : first_row + 4, back]
-        s1, s2 = w[0], w[1]
-        # Σ t·x with t counted from the window's first sample (t = k - (end - n) - 1)
-        ct = w[2] - (end - n + 1) * s1 - t_mean * s1
-        rss = s2 - s1 * s1 / n - ct * ct / stt
-        # A flat window's rss is rounding noise of the prefix sums (up to ~5e-5 after a
-        # day), far above any fixed tiny epsilon; its "r" would be noise too.
-        good = (w[3] == n) & (rss > n * self.cfg.min_sd_bpm**2)
-        return s1, rss, ct, good
+        s1 = w[0].astype(np.float64)  # exact: a window's sums stay far below 2**53
+        # Σ t·x with t counted from the window's first sample (t = k - (end - n) - 1);
+        # the first step in integers, exact, the centring in floats.
+        ct = (w[2] - (end - n + 1) * w[0]) - t_mean * s1
+        u = s1 / np.sqrt(n)
+        v = ct / np.sqrt(stt)
+        rss = w[1] - u * u - v * v  # in HR_SCALE² units, as every term here: r is unitless
+        good = (w[3] == n) & (rss > n * (self.cfg.min_sd_bpm * HR_SCALE) ** 2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            inv = np.where(good, 1.0 / np.sqrt(np.where(good, rss, 1.0)), np.nan)
+        return u, v, inv
 
     def _best(self, st: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``at`` for windows that all have enough samples before them.
 
-        Each partner's own window sums depend only on where the window ends: they are
+        Each partner's own window terms depend only on where the window ends: they are
         computed once for every end sample any lag needs (windows 1 s apart share most
         ends), then picked per lag and window. Few windows (live mode) are worked as
-        one lags × windows block; many (batch) lag by lag, keeping the best so far,
-        which spares the block's large temporaries. Both evaluate the same expressions
-        on the same numbers and take the first lag of largest |r|: the same bits.
+        one lags × windows block; many (batch) lag by lag into one lags × windows
+        array, which spares the block's large temporaries. Both evaluate the same
+        expressions on the same numbers and take the first lag of largest |r|: the
+        same bits.
         """
         lo = int(st.min()) - self.cfg.max_lag_n
         own_a = self._own(0, lo, int(st.max()))
         own_b = self._own(4, lo, int(st.max()))
         at = st - lo  # index into the own arrays of a window ending at its stop
-        p, n = self._prefix, self.cfg.window_n
         if len(st) < _LAG_LOOP_WINDOWS:
-            sa, raa, cta, good_a = (x[at[None, :] - self._shift_a] for x in own_a)
-            sb, rbb, ctb, good_b = (x[at[None, :] - self._shift_b] for x in own_b)
-            sab = p.window(slice(8, None), st, n)  # one row per lag, one column per window
-            r_all = _pearson(sab, sa, sb, cta, ctb, raa, rbb, good_a & good_b, n)
-            finite = np.isfinite(r_all).any(axis=0)
-            pick = np.argmax(np.where(np.isfinite(r_all), np.abs(r_all), -1.0), axis=0)
-            cols = np.arange(len(st))
-            r_best = np.where(finite, r_all[pick, cols], np.nan)
-            lag_best = np.where(finite, self.lags[pick] / self.cfg.fs_hz, np.nan)
-            return r_best, lag_best
-        return self._best_by_lag(st, at, own_a, own_b)
+            ua, va, wa = (x[at[None, :] - self._shift_a] for x in own_a)
+            ub, vb, wb = (x[at[None, :] - self._shift_b] for x in own_b)
+            sab = self._prefix.window(slice(8, None), st, self.cfg.window_n)  # a row per lag, a column per window
+            r_all = _pearson(sab, ua, ub, va, vb, wa, wb)
+        else:
+            r_all = self._r_by_lag(st, at, own_a, own_b)
+        return self._strongest(r_all)
 
-    def _best_by_lag(self, st: np.ndarray, at: np.ndarray, own_a: tuple, own_b: tuple) -> tuple[np.ndarray, np.ndarray]:
-        """``_best`` for many windows, one lag at a time (``at``: where each window's
-        stop falls in the own arrays)."""
+    def _strongest(self, r_all: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per window (column), the r of largest magnitude over the lags (rows), the
+        first such lag on a tie, and that lag (s); NaN where no lag has an r."""
+        size = np.abs(r_all)
+        np.fmax(size, -1.0, out=size)  # NaN (no r) becomes -1: below every real |r|
+        pick = np.argmax(size, axis=0)
+        cols = np.arange(r_all.shape[1])
+        r_best = r_all[pick, cols]
+        finite = np.isfinite(r_best)
+        return r_best, np.where(finite, self.lags[pick] / self.cfg.fs_hz, np.nan)
+
+    def _r_by_lag(self, st: np.ndarray, at: np.ndarray, own_a: tuple, own_b: tuple) -> np.ndarray:
+        """r of every lag (row) and window (column) for many windows, one lag at a
+        time (``at``: where each window's stop falls in the own arrays)."""
         p, n, width = self._prefix, self.cfg.window_n, len(st)
         if width > 1 and np.all(np.diff(at) == at[1] - at[0]):
             # Evenly spaced windows (batch: one per tick). Each own array is split once
@@ -263,36 +282,34 @@ class LinkageTracker:
 
         first_at, base = int(at[0]), p.base
         hi_col, lo_col = int(st[0]) - base, int(st[0]) - n - base
-        best_abs = np.full(width, -1.0)
-        best_r = np.full(width, np.nan)
-        pick = np.zeros(width, dtype=np.int64)
+        r_all = np.empty((len(self.lags), width))
         shifts = zip(self._shift_a[:, 0].tolist(), self._shift_b[:, 0].tolist())
-        with np.errstate(invalid="ignore", divide="ignore"):  # r where not ok is never used
-            for row, (shift_a, shift_b) in enumerate(shifts):
-                sa, raa, cta, good_a = (take(x, first_at - shift_a) for x in own_a)
-                sb, rbb, ctb, good_b = (take(x, first_at - shift_b) for x in own_b)
-                sums = p.sums[8 + row]
-                sab = take_sums(sums, hi_col) - take_sums(sums, lo_col)
-                r = _pearson(sab, sa, sb, cta, ctb, raa, rbb, None, n)
-                # The first lag of largest |r| wins, as with argmax above.
-                size = np.abs(r)
-                better = (size > best_abs) & good_a & good_b
-                np.copyto(best_abs, size, where=better)
-                np.copyto(best_r, r, where=better)
-                np.copyto(pick, row, where=better)
-        finite = best_abs >= 0
-        lag_best = np.where(finite, self.lags[pick] / self.cfg.fs_hz, np.nan)
-        return np.where(finite, best_r, np.nan), lag_best
+        for row, (shift_a, shift_b) in enumerate(shifts):
+            ua, va, wa = (take(x, first_at - shift_a) for x in own_a)
+            ub, vb, wb = (take(x, first_at - shift_b) for x in own_b)
+            sums = p.sums[8 + row]
+            sab = take_sums(sums, hi_col) - take_sums(sums, lo_col)
+            _pearson(sab, ua, ub, va, vb, wa, wb, out=r_all[row])
+        return r_all
 
 
-def _pearson(sab, sa, sb, cta, ctb, raa, rbb, ok: np.ndarray | None, n: int) -> np.ndarray:
-    """Pearson r of two detrended windows from their sums, NaN where not ``ok``; with
-    ``ok`` None, r everywhere, meaningless (even NaN or inf) where a window is not
-    usable: for a caller that masks those itself. Where usable, the same bits."""
-    stt = n * (n * n - 1) / 12.0
-    rab = sab - sa * sb / n - cta * ctb / stt
-    r = rab / np.sqrt(raa * rbb if ok is None else np.where(ok, raa * rbb, 1.0))
+def _fixed_point(hr_bpm: np.ndarray, offset_bpm: float) -> tuple[np.ndarray, np.ndarray]:
+    """HR less the offset in HR_SCALE units (int64, 0 where missing), and 1 where the
+    sample is there, else 0."""
+    ok = np.isfinite(hr_bpm)
+    scaled = np.rint(np.where(ok, hr_bpm - offset_bpm, 0.0) * HR_SCALE)
+    return scaled.astype(np.int64), ok.astype(np.int64)
+
+
+def _pearson(sab, ua, ub, va, vb, wa, wb, out: np.ndarray | None = None) -> np.ndarray:
+    """Pearson r of two detrended windows from Σ x_a x_b (integer) and each window's
+    terms (see ``LinkageTracker._own``); NaN where either window is not usable.
+    Writes to ``out`` if given."""
+    r = np.subtract(sab, ua * ub, out=out)
+    r -= va * vb
+    r *= wa
+    r *= wb
     # |r| <= 1 in exact arithmetic; rounding may step just outside (as np.corrcoef clips)
     np.maximum(r, -1.0, out=r)
     np.minimum(r, 1.0, out=r)
-    return r if ok is None else np.where(ok, r, np.nan)
+    return r

@@ -5,7 +5,7 @@ bit (with Prefix.trim), precision over a long session, and resample_hr step hold
 import numpy as np
 import pytest
 
-from monitor.linkage import UNITS_PER_MINUTE, LinkageConfig, LinkageTracker, Prefix, resample_hr
+from monitor.linkage import HR_SCALE, UNITS_PER_MINUTE, LinkageConfig, LinkageTracker, Prefix, resample_hr
 
 CFG = LinkageConfig()
 N_WIN = CFG.window_n  # 120 samples = 30 s at 4 Hz
@@ -13,8 +13,22 @@ MAX_LAG = CFG.max_lag_n  # 20 samples = 5 s
 FIRST_FULL = N_WIN + MAX_LAG  # the first stop sample at which every lag has a window
 
 
+def as_summed(x: np.ndarray, cfg: LinkageConfig = CFG) -> np.ndarray:
+    """The HR as the tracker sums it: rounded to 1/HR_SCALE bpm from the offset (NaN kept)."""
+    return np.rint((x - cfg.hr_offset_bpm) * HR_SCALE) / HR_SCALE + cfg.hr_offset_bpm
+
+
+def test_fixed_point_is_far_finer_than_the_hr_step():
+    # One NN unit at 200 bpm (the coarsest HR of interest is the finest step): the
+    # rounding is at least a thousand times smaller.
+    step_bpm = UNITS_PER_MINUTE / 307 - UNITS_PER_MINUTE / 308
+    x = np.linspace(40.0, 200.0, 10_001)
+    assert np.max(np.abs(as_summed(x) - x)) <= 0.5 / HR_SCALE < step_bpm / 1000
+
+
 def reference(a: np.ndarray, b: np.ndarray, stop: int, cfg: LinkageConfig = CFG) -> tuple[float, float]:
-    """Best-|r| linkage at 1-based ``stop`` by the definition, window by window.
+    """Best-|r| linkage at 1-based ``stop`` by the definition, window by window, of
+    the HR as the tracker sums it (``as_summed``).
 
     For lag L, a's window ends max(L, 0) samples before ``stop`` and b's max(-L, 0)
     before; each holds window_n samples (1-based (end - n, end]); both are detrended
@@ -22,6 +36,7 @@ def reference(a: np.ndarray, b: np.ndarray, stop: int, cfg: LinkageConfig = CFG)
     full or holds a NaN gives no r at that lag.
     """
     n, max_lag = cfg.window_n, cfg.max_lag_n
+    a, b = as_summed(a, cfg), as_summed(b, cfg)
     if stop - n - max_lag < 0:
         return np.nan, np.nan
     t = np.arange(n, dtype=float)
@@ -44,6 +59,7 @@ def reference_all(a, b, stops, cfg=CFG):
     window of one lag at once (one column each); r is the centred Pearson formula that
     np.corrcoef evaluates. Checked against ``reference`` in a test below."""
     n, max_lag = cfg.window_n, cfg.max_lag_n
+    a, b = as_summed(a, cfg), as_summed(b, cfg)
     stops = np.asarray(stops, dtype=np.int64)
     t = np.arange(n, dtype=float)
     r_lags = np.full((2 * max_lag + 1, len(stops)), np.nan)
@@ -159,12 +175,13 @@ def test_anti_phase_gives_minus_one():
 
 
 def test_linear_trends_are_removed():
-    # adding different straight lines to each partner changes nothing
+    # adding different straight lines to each partner changes nothing (slopes on the
+    # fixed-point grid, so the lines add nothing to the rounding of the samples)
     a, b = random_pair(6, 4 * 200)
     k = np.arange(len(a))
     stops = np.arange(FIRST_FULL, len(a) + 1, 4)
     r0, lag0 = batch(a, b, stops)
-    r1, lag1 = batch(a + 0.05 * k, b - 0.03 * k, stops)
+    r1, lag1 = batch(a + 819 / HR_SCALE * k, b - 492 / HR_SCALE * k, stops)  # ~0.05, ~-0.03 bpm per sample
     np.testing.assert_allclose(r1, r0, rtol=0, atol=1e-9)
     np.testing.assert_array_equal(lag1, lag0)
 
@@ -311,7 +328,7 @@ def test_zero_max_lag_matches_reference_and_keeps_little():
 
 def test_prefix_trim_keeps_window_sums():
     rng = np.random.default_rng(17)
-    values = rng.normal(size=(2, 5000))
+    values = rng.integers(-(2**40), 2**40, size=(2, 5000))
     whole = Prefix(2, keep=100)
     whole.extend(values)
     part = Prefix(2, keep=100)
@@ -335,7 +352,7 @@ def test_precision_after_ten_hours():
     r, lag = batch(a, b, stops)
     r_ref, lag_ref = reference_all(a, b, stops)
     worst = np.max(np.abs(r - r_ref))
-    assert worst < 1e-6, worst
+    assert worst < 1e-11, worst  # exact integer sums: no rounding that grows with the session
     np.testing.assert_array_equal(lag, lag_ref)
 
 
