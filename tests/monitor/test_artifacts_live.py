@@ -125,7 +125,8 @@ def synthetic(seed: int, n: int = 600) -> tuple[np.ndarray, np.ndarray, np.ndarr
         contiguous[1 : 1 + int(rng.integers(1, 4))] = False  # gaps right at the start
     t_s = 3.0 + np.cumsum(rr_units / 1024 + np.where(contiguous, 0.0, rng.uniform(0.5, 9.0, m)))
     if seed % 2:
-        t_s = np.maximum.accumulate(t_s + rng.normal(0, 0.15, m))  # off the chain, still sorted
+        jitter_s = rng.normal(0, 0.15, m) * rng.choice([1.0, 8.0], m, p=[0.9, 0.1])
+        t_s = np.maximum.accumulate(t_s + jitter_s)  # off the chain (split times clamp), still sorted
     return rr_units, t_s, contiguous
 
 
