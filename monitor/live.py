@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from devices.records import Annotation, Record, SessionHeader, StatusChange
-from monitor.artifacts import correct_beats
+from monitor.artifacts_live import NNBeat, TrailingCorrector
 from monitor.baseline import Baseline
 from monitor.beats import BeatTimer
 from monitor.config import Config
@@ -65,7 +65,7 @@ class _Trail:
 
 
 class _PartnerLive:
-    """One partner's live state: beat timer, raw and final NN beats, settle-in."""
+    """One partner's live state: beat timer, raw beats, artifact corrector, final NN beats, settle-in."""
 
     def __init__(self, partner: str, cfg: Config, stored: Baseline | None) -> None:
         self.partner = partner
@@ -74,9 +74,11 @@ class _PartnerLive:
         hist = cfg.artifacts.history_beats + 64
         self.raw = _Trail(("t", "rr", "cont", "arr"), keep=hist)
         self.nn = _Trail(("t", "nn", "cont", "corr", "start", "avail"), keep=400)
+        self.corrector = TrailingCorrector(cfg.artifacts)
+        self._final: list[NNBeat] = []  # NN beats final since the last finalise
         self._last_corrected = False
-        self.n_final = 0
-        self._raw_seen = 0  # raw beats at the last finalise
+        self.n_final = 0  # raw beats whose results are final
+        self._n_final_seen = 0  # n_final at the last finalise
         self.n_corrected = 0
         self.connected = True
         self.settler = Settler(cfg.baseline, stored)
@@ -89,31 +91,22 @@ class _PartnerLive:
         new = self.timer.feed(record)
         for i in range(len(new)):
             self.raw.append(t=new.t_s[i], rr=int(new.rr_units[i]), cont=bool(new.contiguous[i]), arr=new.arrival_t_s[i])
+            for beat in self.corrector.push(int(new.rr_units[i]), new.t_s[i], bool(new.contiguous[i])):
+                self._final += beat.nn
+                self.n_final += 1
 
     def finalise(self, t_s: float) -> None:
-        """Run artifact correction on the trailing raw beats; keep the newly final."""
-        total = len(self.raw)
-        if total in (self.n_final, self._raw_seen):
-            return  # all final, or no new beat since the last call: nothing can change
-        self._raw_seen = total
-        start = max(total - self.cfg.artifacts.history_beats - (total - self.n_final), 0)
-        rr = self.raw.array("rr", np.int64, start)
-        t = self.raw.array("t", np.float64, start)
-        cont = self.raw.array("cont", bool, start)
-        first = total - len(rr)
-        cb = correct_beats(rr, t, cont, self.cfg.artifacts)
-        final_now = first + cb.n_final
-        if final_now <= self.n_final:
-            return
-        raw_idx = cb.raw_index + first
-        take = (raw_idx >= self.n_final) & (raw_idx < final_now)
-        for k in np.flatnonzero(take):
-            corr, cont = bool(cb.corrected[k]), bool(cb.contiguous[k])
+        """Keep the NN beats that became final since the last call, available at ``t_s``."""
+        if self.n_final == self._n_final_seen:
+            return  # no raw beat became final: nothing to keep or trim
+        self._n_final_seen = self.n_final
+        for beat in self._final:
+            corr, cont = beat.corrected, beat.contiguous
             start = corr and not (self._last_corrected and cont)  # as quality.artifact_starts
-            self.nn.append(t=cb.t_s[k], nn=int(cb.nn_units[k]), cont=cont, corr=corr, start=start, avail=t_s)
+            self.nn.append(t=beat.t_s, nn=beat.nn_units, cont=cont, corr=corr, start=start, avail=t_s)
             self._last_corrected = corr
             self.n_corrected += int(corr)
-        self.n_final = final_now
+        self._final.clear()
         self.raw.trim()
         self.nn.trim()
 
