@@ -347,9 +347,10 @@ def correct_beats(
     (the average beat period, right even in bigeminy), rounded to a whole unit; they
     keep their measured time. In a run of beats found extra, the first merges with the
     next and the rest count as short. An out-of-range beat is only merged or split,
-    never interpolated; otherwise it is dropped and a gap follows. A live caller keeping
+    never interpolated; otherwise it is dropped and a gap follows. A caller keeping only
     the last ``config.history_beats`` raw beats gets, for every beat below ``n_final``,
-    exactly the flags and NN values of a batch call over the whole recording.
+    exactly the flags and NN values of a batch call over the whole recording (live mode
+    uses ``artifacts_live.TrailingCorrector``, the same rules carried beat to beat).
     """
     rr, cont = _validated(rr_units, contiguous, beat_t_s)
     t = np.asarray(beat_t_s, dtype=np.float64)
