@@ -1,28 +1,34 @@
 """Live mode: the pipeline one tick at a time, as notifications arrive.
 
 Feed records in arrival order; each whole second of session time that passes is a
-tick, evaluated with the same stage functions as batch mode on the trailing data only
-(bounded memory, whatever the session's length). The per-tick values and events equal
-batch mode's exactly, which tests/monitor/test_live.py checks on every fixture.
+tick. Artifact correction runs the batch function on the trailing beats; the tick's
+metrics, quality and linkage come from running sums that grow by one entry per beat
+(metrics_live, quality_live, linkage_live), with the float arithmetic of the batch
+stages, so a tick costs the same whatever the session's length and memory stays
+bounded. The per-tick values and events equal batch mode's exactly, which
+tests/monitor/test_live.py checks on every fixture.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from devices.records import Annotation, Record, SessionHeader, StatusChange
 from monitor.artifacts_live import NNBeat, TrailingCorrector
-from monitor.baseline import Baseline
+from monitor.baseline import Baseline, activation
 from monitor.beats import BeatTimer
 from monitor.config import Config
 from monitor.detector import Detector, PartnerTick
 from monitor.events import Event
-from monitor.linkage import LinkageTracker, resample_hr
+from monitor.linkage_live import LiveLinkageTracker, resample_hr_live
+from monitor.metrics_live import METRIC_NAMES, LiveNN
 from monitor.pipeline import PARTNERS, tick_event_key
 from monitor.prompts import PromptCatalogue
-from monitor.stages import NNBeats, PartnerTicks, Settler, partner_activation, partner_ticks, quality_codes
+from monitor.quality_live import LiveGaps, tick_quality
+from monitor.stages import Settler
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,10 @@ class TickState:
     linkage_r: float
     linkage_lag_s: float
     active_patterns: list[dict]
+
+
+class LiveStateError(RuntimeError):
+    """Live state that went out of step (a bug, not bad input): says which and where."""
 
 
 class _Trail:
@@ -62,6 +72,16 @@ class _Trail:
     def array(self, name: str, dtype=np.float64, start: int = 0) -> np.ndarray:
         """Rows from global index ``start`` on (clamped to what is kept)."""
         return np.array(self.cols[name][max(start - self.dropped, 0) :], dtype=dtype)
+
+    def since(self, start: int, *names: str) -> list[list]:
+        """The named columns from global row ``start`` on, as lists (a reader that
+        follows the trail row by row; the rows must not have been trimmed yet)."""
+        if start < self.dropped:
+            raise LiveStateError(
+                f"trail {self.names}: rows from {start} on were asked for, but rows "
+                f"before {self.dropped} are already forgotten"
+            )
+        return [self.cols[n][start - self.dropped :] for n in names]
 
 
 class _PartnerLive:
@@ -110,18 +130,27 @@ class _PartnerLive:
         self.raw.trim()
         self.nn.trim()
 
-    def nn_beats(self, since_t_s: float) -> NNBeats:
-        """Final NN beats with beat time after ``since_t_s``."""
-        t = self.nn.array("t")
-        keep = np.searchsorted(t, since_t_s, side="right")
-        return NNBeats(
-            t_s=t[keep:],
-            nn_units=self.nn.array("nn", np.int64)[keep:],
-            contiguous=self.nn.array("cont", bool)[keep:],
-            corrected=self.nn.array("corr", bool)[keep:],
-            artifact_start=self.nn.array("start", bool)[keep:],
-            available_t_s=self.nn.array("avail")[keep:],
-        )
+
+class _PartnerSums:
+    """One partner's running sums for the tick values: final NN beats (metrics, share
+    of corrected beats, resampled HR) and raw beats (gaps), read from the partner's
+    trails as rows are added there."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.nn = LiveNN(cfg.metrics)
+        self.gaps = LiveGaps()
+
+    def catch_up(self, part: _PartnerLive) -> None:
+        """Take the rows added to ``part``'s trails since the last call."""
+        for row in zip(*part.nn.since(len(self.nn), "t", "nn", "cont", "start", "avail")):
+            self.nn.append(*row)
+        for t_s, arrival_t_s in zip(*part.raw.since(len(self.gaps), "t", "arr")):
+            self.gaps.append(t_s, arrival_t_s)
+
+    def trim(self, before_t_s: float) -> None:
+        """Forget beats before ``before_t_s`` (s): no later tick reaches them."""
+        self.nn.trim(before_t_s)
+        self.gaps.trim(before_t_s)
 
 
 @dataclass
@@ -148,12 +177,14 @@ class LivePipeline:
         self.names = {p: info.name for p, info in self.header.partners.items()}
         self._p = {p: _PartnerLive(p, cfg, (self.baselines or {}).get(p)) for p in self.partners}
         self.detector = Detector(cfg.detector, self.catalogue, cfg.prompts, self.names)
-        self.linkage = LinkageTracker(cfg.linkage)
+        self.linkage = LiveLinkageTracker(cfg.linkage)
+        self._sums = {p: _PartnerSums(cfg) for p in self.partners}
         self.next_tick = 1
         self.ticks: list[TickState] = []
         self._taken = 0  # ticks handed out by take_ticks()
         self.events: list[Event] = []
-        self._lookback_s = max(cfg.metrics.lookback_s, cfg.artifacts.quality_window_s) + 5.0
+        # Beats older than this before a tick are in no window (nor hold) of it or later.
+        self._lookback_s = max(cfg.metrics.lookback_s, cfg.artifacts.quality_window_s, cfg.linkage.max_hold_s + 1.0) + 5.0
 
     def take_ticks(self) -> list[TickState]:
         """The ticks evaluated since the last call, in order."""
@@ -191,58 +222,60 @@ class LivePipeline:
         return out
 
     def _tick(self, t: float) -> list[Event]:
-        cfg = self.config
-        tick = np.array([t])
+        """Evaluate the tick at ``t`` (s): the values stages.partner_ticks,
+        partner_activation, quality_codes and the linkage give batch mode for it, from
+        running sums (monitor/*_live.py), and the events it causes."""
+        cfg, quality_cfg = self.config, self.config.artifacts
         events: list[Event] = []
-        per: dict[str, PartnerTicks] = {}
-        nn_by: dict[str, NNBeats] = {}
+        values: dict[str, dict[str, float]] = {}
+        detector_in: dict[str, PartnerTick] = {}
         for p, part in self._p.items():
             part.finalise(t)
-            nn_by[p] = part.nn_beats(t - self._lookback_s)
-            raw_start = max(len(part.raw) - 400, 0)
-            raw_t = part.raw.array("t", np.float64, raw_start)
-            raw_arr = part.raw.array("arr", np.float64, raw_start)
-            # one beat before the window too: the gap that ends at its first beat counts
-            keep = max(int(np.searchsorted(raw_t, t - self._lookback_s, side="right")) - 1, 0)
-            per[p] = partner_ticks(tick, nn_by[p], raw_t[keep:], raw_arr[keep:], np.array([part.connected]), cfg)
-            pt = per[p]
+            sums = self._sums[p]
+            sums.catch_up(part)
+            metrics = sums.nn.metrics_at(t)
+            row = dict(zip(METRIC_NAMES, metrics))
+            hr10, ln_rmssd30 = row["hr10_bpm"], row["ln_rmssd30"]
+            share = sums.nn.correction_share_at(t, quality_cfg.quality_window_s)
+            gap = sums.gaps.max_gap_at(t, quality_cfg.quality_window_s)
+            quality = tick_quality(share, gap, part.connected, hr10, quality_cfg)
+            sums.trim(t - self._lookback_s)
             if part.settled_t_s is None:
-                base = part.settler.feed(t, float(pt.metrics.hr10_bpm[0]), float(pt.metrics.ln_rmssd30[0]), bool(pt.quality_ok[0]))
+                base = part.settler.feed(t, hr10, ln_rmssd30, quality.ok)
                 if base is not None:
                     part.settled_t_s = t
                     events.append(Event(t, "settled", p, {"baseline": base.to_json()}))
-            code = int(quality_codes(pt)[0])  # 0 no data, 1 ok, 2 low
-            if code == 2 and part.quality != 2:
-                data = {"corrected_share": float(np.nan_to_num(pt.corrected_share[0])), "gap_s": float(pt.gap_s[0])}
+            if quality.code == 2 and part.quality != 2:
+                data = {"corrected_share": 0.0 if math.isnan(share) else share, "gap_s": gap}
                 events.append(Event(t, "quality_low", p, data))
-            elif code == 1 and part.quality == 2:
+            elif quality.code == 1 and part.quality == 2:
                 events.append(Event(t, "quality_ok", p))
-            part.quality = code or part.quality
+            part.quality = quality.code or part.quality
+            if part.settled_t_s is not None:
+                delta, act_sd, vagal = activation(hr10, ln_rmssd30, part.settler.baseline, cfg.baseline)
+            else:
+                delta = act_sd = vagal = math.nan
+            row.update(
+                corrected_share=share, gap_s=gap, connected=float(part.connected), quality_ok=float(quality.ok),
+                delta_bpm=delta, activation_sd=act_sd, vagal_index=vagal,
+            )
+            values[p] = row
+            detector_in[p] = PartnerTick(delta, hr10, quality.ok)
 
-        deltas = {}
-        for p, part in self._p.items():
-            deltas[p] = partner_activation(per[p], part.settler.baseline if part.settled_t_s is not None else None, cfg.baseline)
         if len(self._p) == 2 and all(part.settled_t_s is not None for part in self._p.values()):
-            a, b = (PartnerTick(float(deltas[p][0][0]), float(per[p].metrics.hr10_bpm[0]), bool(per[p].quality_ok[0])) for p in PARTNERS)
-            events += self.detector.step(t, a, b)
+            events += self.detector.step(t, detector_in["a"], detector_in["b"])
         events.sort(key=tick_event_key)
 
-        link_r = link_lag = float("nan")
+        link_r = link_lag = math.nan
         if len(self._p) == 2:
             lk = cfg.linkage
             first, stop = int(t - 1) * lk.fs_hz + 1, int(t) * lk.fs_hz + 1
-            hr = {p: resample_hr(nn_by[p].t_s, nn_by[p].nn_units, nn_by[p].available_t_s, first, stop, lk) for p in PARTNERS}
+            hr = {p: resample_hr_live(self._sums[p].nn, first, stop, lk) for p in PARTNERS}
             self.linkage.feed(hr["a"], hr["b"])
             r, lag = self.linkage.at(np.array([int(t) * lk.fs_hz]))
             link_r, link_lag = float(r[0]), float(lag[0])
             self.linkage.trim()
 
-        values = {}
-        for p in self._p:
-            cols = per[p].columns()
-            row = {k: float(v[0]) for k, v in cols.items()}
-            row.update(delta_bpm=float(deltas[p][0][0]), activation_sd=float(deltas[p][1][0]), vagal_index=float(deltas[p][2][0]))
-            values[p] = row
         active = [{"pattern": a.pattern, "partner": a.partner, "start_t": a.start_t_s} for a in self.detector.active.values()]
         self.ticks.append(TickState(t, values, link_r, link_lag, active))
         return events
