@@ -98,14 +98,17 @@ class LiveLinkageTracker(LinkageTracker):
         LinkageTracker.feed does: the same rows, products and running sums."""
         hr = np.array([hr_a_bpm, hr_b_bpm], dtype=np.float64)
         m = hr.shape[1]
-        x = np.nan_to_num(hr - self.cfg.hr_offset_bpm, nan=0.0)  # a missing sample adds 0
+        x = hr - self.cfg.hr_offset_bpm
+        finite = np.isfinite(hr)
+        if not finite.all():  # nan_to_num is slow on small arrays: only when needed
+            x = np.nan_to_num(x, nan=0.0)  # a missing sample adds 0
         k = np.arange(self.n_samples + 1, self.n_samples + m + 1, dtype=float)
         block = self._prefix.reserve(m)
         # rows: a, a², k·a, ok_a, b, b², k·b, ok_b (every fourth row is one partner's)
         block[0:8:4] = x
         np.multiply(x, x, out=block[1:8:4])
         np.multiply(k, x, out=block[2:8:4])
-        block[3:8:4] = np.isfinite(hr)
+        block[3:8:4] = finite
         both = np.concatenate([self._history, x], axis=1)
         at_a, at_b = self._pair_index(m)
         np.multiply(both[0][at_a], both[1][at_b], out=block[8:])
@@ -134,10 +137,9 @@ class LiveLinkageTracker(LinkageTracker):
         good = (full == n) & (rss > n * cfg.min_sd_bpm**2)
         at_a, at_b = self._own_at
         sab = p.sums[8:, end - p.base] - p.sums[8:, end - n - p.base]
-        with np.errstate(invalid="ignore", divide="ignore"):  # r of an unusable window is never read
-            r = _pearson(sab, s1[0, at_a], s1[1, at_b], ct[0, at_a], ct[1, at_b], rss[0, at_a], rss[1, at_b], None, n)
         usable = good[0, at_a] & good[1, at_b]
         if not usable.any():
             return np.full(1, np.nan), np.full(1, np.nan)
+        r = _pearson(sab, s1[0, at_a], s1[1, at_b], ct[0, at_a], ct[1, at_b], rss[0, at_a], rss[1, at_b], usable, n)
         pick = int(np.argmax(np.where(usable, np.abs(r), -1.0)))  # the first of largest |r|
         return np.array([r[pick]]), np.array([self.lags[pick] / cfg.fs_hz])
