@@ -60,3 +60,15 @@ def test_live_equals_batch_on_every_fixture(name: str) -> None:
 def test_live_equals_batch_on_random_simulated_stretches(name: str, seed: int, start_s: float) -> None:
     session = simulate(get_scenario(name).shortened(start_s + 200.0), seed)
     assert_identical(session.header, session.records)
+
+
+def test_a_trail_refuses_rows_it_has_already_forgotten() -> None:
+    from monitor.live import LiveStateError, _Trail
+
+    trail = _Trail(("t", "x"), keep=2)
+    for k in range(7):
+        trail.append(t=float(k), x=k)
+    trail.trim()  # 7 rows, keep 2: the first 5 go
+    assert trail.since(5, "t", "x") == [[5.0, 6.0], [5, 6]] and len(trail) == 7
+    with pytest.raises(LiveStateError, match="rows before 5 are already forgotten"):
+        trail.since(4, "x")
