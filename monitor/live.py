@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -42,10 +43,6 @@ class TickState:
     active_patterns: list[dict]
 
 
-class LiveStateError(RuntimeError):
-    """Live state that went out of step (a bug, not bad input): says which and where."""
-
-
 class _Trail:
     """Append-only columns that keep only their recent tail (bounded memory)."""
 
@@ -54,10 +51,18 @@ class _Trail:
         self.keep = keep
         self.cols: dict[str, list] = {n: [] for n in names}
         self.dropped = 0  # rows forgotten from the front
+        self._followers: list[Callable[..., None]] = []
+
+    def follow(self, follower: Callable[..., None]) -> None:
+        """Have ``follower`` called with every row appended from now on (as keywords),
+        before any trim can forget it."""
+        self._followers.append(follower)
 
     def append(self, **values) -> None:
         for n in self.names:
             self.cols[n].append(values[n])
+        for follower in self._followers:
+            follower(**values)
 
     def __len__(self) -> int:
         return self.dropped + len(self.cols[self.names[0]])
@@ -72,16 +77,6 @@ class _Trail:
     def array(self, name: str, dtype=np.float64, start: int = 0) -> np.ndarray:
         """Rows from global index ``start`` on (clamped to what is kept)."""
         return np.array(self.cols[name][max(start - self.dropped, 0) :], dtype=dtype)
-
-    def since(self, start: int, *names: str) -> list[list]:
-        """The named columns from global row ``start`` on, as lists (a reader that
-        follows the trail row by row; the rows must not have been trimmed yet)."""
-        if start < self.dropped:
-            raise LiveStateError(
-                f"trail {self.names}: rows from {start} on were asked for, but rows "
-                f"before {self.dropped} are already forgotten"
-            )
-        return [self.cols[n][start - self.dropped :] for n in names]
 
 
 class _PartnerLive:
@@ -133,19 +128,21 @@ class _PartnerLive:
 
 class _PartnerSums:
     """One partner's running sums for the tick values: final NN beats (metrics, share
-    of corrected beats, resampled HR) and raw beats (gaps), read from the partner's
-    trails as rows are added there."""
+    of corrected beats, resampled HR) and raw beats (gaps), fed by following the
+    partner's trails, so that no row is missed whatever the trails forget."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, part: _PartnerLive) -> None:
         self.nn = LiveNN(cfg.metrics)
         self.gaps = LiveGaps()
+        part.nn.follow(self._add_nn)
+        part.raw.follow(self._add_raw)
 
-    def catch_up(self, part: _PartnerLive) -> None:
-        """Take the rows added to ``part``'s trails since the last call."""
-        for row in zip(*part.nn.since(len(self.nn), "t", "nn", "cont", "start", "avail")):
-            self.nn.append(*row)
-        for t_s, arrival_t_s in zip(*part.raw.since(len(self.gaps), "t", "arr")):
-            self.gaps.append(t_s, arrival_t_s)
+    # Keywords as the trails name their columns; any other column is not needed here.
+    def _add_nn(self, t: float, nn: int, cont: bool, start: bool, avail: float, **_) -> None:
+        self.nn.append(t, nn, cont, start, avail)
+
+    def _add_raw(self, t: float, arr: float, **_) -> None:
+        self.gaps.append(t, arr)
 
     def trim(self, before_t_s: float) -> None:
         """Forget beats before ``before_t_s`` (s): no later tick reaches them."""
@@ -178,7 +175,7 @@ class LivePipeline:
         self._p = {p: _PartnerLive(p, cfg, (self.baselines or {}).get(p)) for p in self.partners}
         self.detector = Detector(cfg.detector, self.catalogue, cfg.prompts, self.names)
         self.linkage = LiveLinkageTracker(cfg.linkage)
-        self._sums = {p: _PartnerSums(cfg) for p in self.partners}
+        self._sums = {p: _PartnerSums(cfg, part) for p, part in self._p.items()}
         self.next_tick = 1
         self.ticks: list[TickState] = []
         self._taken = 0  # ticks handed out by take_ticks()
@@ -232,7 +229,6 @@ class LivePipeline:
         for p, part in self._p.items():
             part.finalise(t)
             sums = self._sums[p]
-            sums.catch_up(part)
             metrics = sums.nn.metrics_at(t)
             row = dict(zip(METRIC_NAMES, metrics))
             hr10, ln_rmssd30 = row["hr10_bpm"], row["ln_rmssd30"]

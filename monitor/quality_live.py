@@ -33,14 +33,15 @@ class LiveGaps:
         return self.dropped + len(self.t_s)
 
     def append(self, t_s: float, arrival_t_s: float) -> None:
-        """Add the next raw beat; beat and arrival times never go back (as check_times
-        requires of the beat times in batch mode)."""
+        """Add the next raw beat (s) and its arrival (s). Beat times never go back (as
+        check_times requires in batch mode); arrivals do not either when records are fed
+        in arrival order, and an earlier one is held at the latest so far (the binary
+        search needs them sorted)."""
         t, arrival = float(t_s), float(arrival_t_s)
-        if self.t_s and not (t >= self.t_s[-1] and arrival >= self.arrival_t_s[-1]):
-            raise ArtifactInputError(
-                f"raw beat {len(self)} goes back in time: t = {t} s, arrival {arrival} s after "
-                f"t = {self.t_s[-1]} s, arrival {self.arrival_t_s[-1]} s"
-            )
+        if self.t_s:
+            if t < self.t_s[-1]:
+                raise ArtifactInputError(f"raw beat {len(self)} goes back in time: t = {t} s after {self.t_s[-1]} s")
+            arrival = max(arrival, self.arrival_t_s[-1])
         self.gap_s.append(t - self.t_s[-1] if self.t_s else -math.inf)
         self.t_s.append(t)
         self.arrival_t_s.append(arrival)

@@ -75,7 +75,7 @@ def test_beats_going_back_in_time_are_refused() -> None:
     gaps = LiveGaps()
     gaps.append(5.0, 6.0)
     with pytest.raises(ArtifactInputError, match="raw beat 1 goes back in time"):
-        gaps.append(4.0, 6.0)
+        gaps.append(4.0, 7.0)
 
 
 def test_verdict_equals_partner_ticks_and_quality_codes() -> None:
