@@ -17,7 +17,7 @@ from bisect import bisect_right
 
 import numpy as np
 
-from monitor.linkage import LinkageConfig, LinkageTracker, Prefix, _pearson
+from monitor.linkage import LinkageConfig, LinkageTracker, Prefix
 from monitor.metrics_live import LiveNN
 from monitor.resample import UNITS_PER_MINUTE
 
@@ -72,19 +72,18 @@ class _GrowingPrefix(Prefix):
 
 class LiveLinkageTracker(LinkageTracker):
     """A LinkageTracker for feeds of a few samples at a time (live mode): the same sums
-    and the same ``at``, with a cheaper ``feed``."""
+    and ``at``, with a cheaper ``feed`` and ``at_tick`` for one window."""
 
     def __init__(self, cfg: LinkageConfig) -> None:
         super().__init__(cfg)
         self._prefix = _GrowingPrefix(self._prefix.sums.shape[0], self._prefix.keep)
         self._history = np.zeros((2, 2 * cfg.max_lag_n))  # a and b before the new samples
         self._pairs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        lag_n, n = cfg.max_lag_n, cfg.window_n
-        # For one window: the window ends its lags need, as offsets from the earliest
-        # (a's end moves back by a's shift, b's by b's), and each end's first sample.
-        ends = np.arange(-lag_n, 1)
-        self._end_first = (ends - n + 1).astype(np.float64)  # as _own's (end - n + 1), exact
-        self._own_at = (lag_n - self._shift_a[:, 0], lag_n - self._shift_b[:, 0])
+        # Per lag: where a's and b's window ends lie among the ends lag_n .. 0 samples
+        # before the window's own end (a's end moves back by a's shift, b's by b's).
+        lag_n = cfg.max_lag_n
+        self._own_at = list(zip((lag_n - self._shift_a[:, 0]).tolist(), (lag_n - self._shift_b[:, 0]).tolist()))
+        self._own_by_end: dict[int, tuple[tuple[float, float, float, bool], ...]] = {}
 
     def _pair_index(self, m: int) -> tuple[np.ndarray, np.ndarray]:
         """Per lag and new sample: where its a and its b lie in history + new samples."""
@@ -100,8 +99,9 @@ class LiveLinkageTracker(LinkageTracker):
         m = hr.shape[1]
         x = hr - self.cfg.hr_offset_bpm
         finite = np.isfinite(hr)
-        if not finite.all():  # nan_to_num is slow on small arrays: only when needed
-            x = np.nan_to_num(x, nan=0.0)  # a missing sample adds 0
+        if not finite.all():  # a missing sample adds 0 (nan_to_num, slow on small arrays,
+            # only where an infinity needs its other replacements)
+            x = np.nan_to_num(x, nan=0.0) if np.isinf(hr).any() else np.where(finite, x, 0.0)
         k = np.arange(self.n_samples + 1, self.n_samples + m + 1, dtype=float)
         block = self._prefix.reserve(m)
         # rows: a, a², k·a, ok_a, b, b², k·b, ok_b (every fourth row is one partner's)
@@ -116,30 +116,49 @@ class LiveLinkageTracker(LinkageTracker):
         self._history = both[:, m:]
         self.n_samples += m
 
-    def at(self, stop_samples) -> tuple[np.ndarray, np.ndarray]:
-        """LinkageTracker.at for one window (a live tick): its r and lag (s) as arrays
-        of one, with the batch path's arithmetic (_own's sums per window end, then
-        _pearson per lag, the first lag of largest |r|) in fewer array operations."""
-        stop = np.asarray(stop_samples, dtype=np.int64)
-        if stop.shape != (1,):
-            return super().at(stop)
+    def at_tick(self, stop_sample: int) -> tuple[float, float]:
+        """``at`` for the one window ending at 1-based sample ``stop_sample`` (a live
+        tick): its r and lag (s), NaN where data are missing. Scalar arithmetic, the
+        same operations in the same order as _own and _pearson, so the same bits; each
+        window end's own sums are worked out once and kept while a window needs them."""
         cfg, p = self.cfg, self._prefix
-        n, lag_n, end = cfg.window_n, cfg.max_lag_n, int(stop[0])
+        n, lag_n, end = cfg.window_n, cfg.max_lag_n, int(stop_sample)
         if end - n - lag_n < 0:
-            return np.full(1, np.nan), np.full(1, np.nan)
-        # Own window sums of both partners (rows a: 0-3, b: 4-7) at every end a lag needs.
-        first, last = end - lag_n - p.base, end + 1 - p.base
-        w = (p.sums[:8, first:last] - p.sums[:8, first - n : last - n]).reshape(2, 4, lag_n + 1)
-        s1, s2, kx, full = w[:, 0], w[:, 1], w[:, 2], w[:, 3]
+            return math.nan, math.nan
+        for key in [e for e in self._own_by_end if e < end - lag_n]:
+            del self._own_by_end[key]
+        own = [self._own_by_end.get(e) or self._own_sums(e) for e in range(end - lag_n, end + 1)]
+        hi = p.sums[8:, end - p.base].tolist()
+        lo = p.sums[8:, end - n - p.base].tolist()
         stt = n * (n * n - 1) / 12.0
-        ct = kx - (self._end_first + end) * s1 - (n - 1) / 2 * s1
-        rss = s2 - s1 * s1 / n - ct * ct / stt
-        good = (full == n) & (rss > n * cfg.min_sd_bpm**2)
-        at_a, at_b = self._own_at
-        sab = p.sums[8:, end - p.base] - p.sums[8:, end - n - p.base]
-        usable = good[0, at_a] & good[1, at_b]
-        if not usable.any():
-            return np.full(1, np.nan), np.full(1, np.nan)
-        r = _pearson(sab, s1[0, at_a], s1[1, at_b], ct[0, at_a], ct[1, at_b], rss[0, at_a], rss[1, at_b], usable, n)
-        pick = int(np.argmax(np.where(usable, np.abs(r), -1.0)))  # the first of largest |r|
-        return np.array([r[pick]]), np.array([self.lags[pick] / cfg.fs_hz])
+        best_abs, best_r, best_row = -1.0, math.nan, -1
+        for row, (at_a, at_b) in enumerate(self._own_at):
+            s1a, rssa, cta, good_a = own[at_a][0]
+            s1b, rssb, ctb, good_b = own[at_b][1]
+            if not (good_a and good_b):
+                continue
+            rab = (hi[row] - lo[row]) - s1a * s1b / n - cta * ctb / stt
+            r = min(max(rab / math.sqrt(rssa * rssb), -1.0), 1.0)  # as _pearson clips
+            if abs(r) > best_abs:  # strictly: the first lag of largest |r| wins
+                best_abs, best_r, best_row = abs(r), r, row
+        if best_row < 0:
+            return math.nan, math.nan
+        return best_r, int(self.lags[best_row]) / cfg.fs_hz
+
+    def _own_sums(self, end: int) -> tuple[tuple[float, float, float, bool], ...]:
+        """Both partners' (sum, residual sum of squares, centred Σ t·x, usable) for the
+        window ending at sample ``end``, as LinkageTracker._own computes them."""
+        cfg, p, n = self.cfg, self._prefix, self.cfg.window_n
+        hi = p.sums[:8, end - p.base].tolist()
+        lo = p.sums[:8, end - n - p.base].tolist()
+        stt = n * (n * n - 1) / 12.0
+        first = float(end - n + 1)
+        t_mean, flat = (n - 1) / 2, n * cfg.min_sd_bpm**2
+        w = [h - l for h, l in zip(hi, lo)]  # rows a, a², k·a, ok_a, b, b², k·b, ok_b
+        out = []
+        for s1, s2, kx, full in (w[:4], w[4:]):
+            ct = kx - first * s1 - t_mean * s1
+            rss = s2 - s1 * s1 / n - ct * ct / stt
+            out.append((s1, rss, ct, full == n and rss > flat))
+        own = self._own_by_end[end] = (out[0], out[1])
+        return own

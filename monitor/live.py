@@ -268,8 +268,7 @@ class LivePipeline:
             first, stop = int(t - 1) * lk.fs_hz + 1, int(t) * lk.fs_hz + 1
             hr = {p: resample_hr_live(self._sums[p].nn, first, stop, lk) for p in PARTNERS}
             self.linkage.feed(hr["a"], hr["b"])
-            r, lag = self.linkage.at(np.array([int(t) * lk.fs_hz]))
-            link_r, link_lag = float(r[0]), float(lag[0])
+            link_r, link_lag = self.linkage.at_tick(int(t) * lk.fs_hz)
             self.linkage.trim()
 
         active = [{"pattern": a.pattern, "partner": a.partner, "start_t": a.start_t_s} for a in self.detector.active.values()]

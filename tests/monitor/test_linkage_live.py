@@ -81,9 +81,9 @@ def test_a_tick_at_a_time_equals_one_batch_feed(seed: int, cfg: LinkageConfig) -
     for k, stop in enumerate(stops.tolist()):
         part = slice(k * cfg.fs_hz, (k + 1) * cfg.fs_hz)
         live.feed(a[part].tolist(), b[part].tolist())
-        r, lag = live.at(np.array([stop]))
-        got_r.append(r[0])
-        got_lag.append(lag[0])
+        r, lag = live.at_tick(stop)
+        got_r.append(r)
+        got_lag.append(lag)
         live.trim()
     assert same_bits(got_r, want_r) and same_bits(got_lag, want_lag)
     # The series covers what it should: strong in- and anti-phase, lags, and NaN windows.
@@ -111,11 +111,11 @@ def test_of_equal_largest_r_the_first_lag_wins_as_in_batch() -> None:
     live = LiveLinkageTracker(cfg)
     for k in range(200):
         live.feed(a[4 * k : 4 * k + 4], a[4 * k : 4 * k + 4])
-    r, lag = live.at(np.array([800]))
-    assert r[0] == 1.0 and lag[0] == -4.0  # -4, -2, 0, 2, 4 s all give r = 1: the first
+    r, lag = live.at_tick(800)
+    assert r == 1.0 and lag == -4.0  # -4, -2, 0, 2, 4 s all give r = 1: the first
     batch = LinkageTracker(cfg)
     batch.feed(a, a)
-    assert same_bits(lag, batch.at(np.array([800]))[1])
+    assert same_bits([lag], batch.at(np.array([800]))[1])
 
 
 def test_a_sample_exactly_max_hold_s_after_the_beat_still_holds_it() -> None:
