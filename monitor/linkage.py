@@ -26,6 +26,7 @@ from monitor.resample import UNITS_PER_MINUTE, resample_hr
 __all__ = ["UNITS_PER_MINUTE", "LinkageConfig", "LinkageTracker", "Prefix", "resample_hr"]
 _CHUNK_WINDOWS = 4096  # windows per pass in LinkageTracker.at: 1-D temporaries of 32 KiB
 _LAG_LOOP_WINDOWS = 32
+_GATHER_SAMPLES = 64  # feeds up to this many samples gather every lag's products at once
 HR_SCALE = 16384  # fixed-point units per bpm of the summed HR (see the module notes)  # from this many windows on, LinkageTracker._best loops over the lags
 
 
@@ -84,7 +85,10 @@ class Prefix:
     def __init__(self, n_series: int, keep: int) -> None:
         self.keep = keep
         self.base = 0
-        self.sums = np.zeros((n_series, 1), dtype=np.int64)
+        # ``sums`` is the used front of a buffer with room to spare, so that a live feed
+        # of a few samples writes into it instead of copying every column kept.
+        self._buffer = np.zeros((n_series, 64), dtype=np.int64)
+        self.sums = self._buffer[:, :1]
         self._pending = 1  # first column not yet summed (see reserve)
 
     def extend(self, values: np.ndarray) -> None:
@@ -99,12 +103,14 @@ class Prefix:
         Filling in place spares the copies of stacking the samples first: on a long
         batch the sums run to megabytes, and each fresh copy costs page faults.
         """
-        old = self.sums.shape[1]
-        grown = np.empty((self.sums.shape[0], old + m), dtype=np.int64)
-        grown[:, :old] = self.sums
-        self.sums = grown
-        self._pending = old
-        return grown[:, old:]
+        used = self.sums.shape[1]
+        if used + m > self._buffer.shape[1]:  # grow by doubling (a batch feed: to fit)
+            grown = np.empty((self._buffer.shape[0], max(2 * self._buffer.shape[1], used + m)), dtype=np.int64)
+            grown[:, :used] = self.sums
+            self._buffer = grown
+        self.sums = self._buffer[:, : used + m]
+        self._pending = used
+        return self.sums[:, used:]
 
     def accumulate(self) -> None:
         """Turn the columns filled since ``reserve`` into running sums, continuing the
@@ -116,11 +122,14 @@ class Prefix:
     def trim(self) -> None:
         """Forget columns that no window can reach any more (live mode's memory bound).
 
-        Trims only once the excess is as large as what is kept, so trimming is rare.
+        Trims only once the excess is as large as what is kept, so trimming is rare; the
+        kept columns move to the buffer's front (the two places do not overlap then).
         """
-        excess = self.sums.shape[1] - self.keep
+        used = self.sums.shape[1]
+        excess = used - self.keep
         if excess > self.keep:
-            self.sums = self.sums[:, excess:].copy()
+            self._buffer[:, : self.keep] = self._buffer[:, excess:used]
+            self.sums = self._buffer[:, : self.keep]
             self.base += excess
 
     def window(self, row: int | slice, stop: np.ndarray, n: int) -> np.ndarray:
@@ -142,34 +151,44 @@ class LinkageTracker:
         self._shift_a = np.maximum(self.lags, 0)[:, None]  # a's window ends this early
         self._shift_b = np.maximum(-self.lags, 0)[:, None]  # b's window ends this early
         self.n_samples = 0
-        self._a = np.zeros(2 * cfg.max_lag_n, dtype=np.int64)
-        self._b = np.zeros(2 * cfg.max_lag_n, dtype=np.int64)
+        self._history = np.zeros((2, 2 * cfg.max_lag_n), dtype=np.int64)  # a, b before the new samples
+        self._pairs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         # rows: a, a², k·a, ok_a, b, b², k·b, ok_b, then a_k·b_{k+lag} for each lag
         self._prefix = Prefix(8 + len(self.lags), keep=4 * (cfg.window_n + 2 * cfg.max_lag_n))
 
     def feed(self, hr_a_bpm: np.ndarray, hr_b_bpm: np.ndarray) -> None:
         """Append new 4 Hz samples of both partners (NaN where missing)."""
-        k0 = self.n_samples
-        m = len(hr_a_bpm)
-        lag_max = self.cfg.max_lag_n
-        a, ok_a = _fixed_point(hr_a_bpm, self.cfg.hr_offset_bpm)
-        b, ok_b = _fixed_point(hr_b_bpm, self.cfg.hr_offset_bpm)
-        k = np.arange(k0 + 1, k0 + m + 1, dtype=np.int64)
-        # History of 2 * lag_max samples before the new ones, zeros before the session
-        # starts (a missing sample is a zero here too; the ok rows say it is missing).
-        self._a = np.concatenate([self._a[len(self._a) - 2 * lag_max :], a])
-        self._b = np.concatenate([self._b[len(self._b) - 2 * lag_max :], b])
-        h = 2 * lag_max
-        # Product pairs a at sample k - max(lag, 0), b at k - max(-lag, 0): the later
-        # sample of each pair is the new one, so nothing needs the future.
+        x, ok = _fixed_point(np.array([hr_a_bpm, hr_b_bpm], dtype=np.float64), self.cfg.hr_offset_bpm)
+        m = x.shape[1]
+        k = np.arange(self.n_samples + 1, self.n_samples + m + 1, dtype=np.int64)
         block = self._prefix.reserve(m)
-        rows = (a, a * a, k * a, ok_a, b, b * b, k * b, ok_b)
-        for row, x in enumerate(rows):
-            block[row] = x
-        for row, (sa, sb) in enumerate(zip(self._shift_a[:, 0], self._shift_b[:, 0]), start=len(rows)):
-            np.multiply(self._a[h - sa : h - sa + m], self._b[h - sb : h - sb + m], out=block[row])
+        # rows: a, a², k·a, ok_a, b, b², k·b, ok_b (every fourth row is one partner's)
+        block[0:8:4] = x
+        np.multiply(x, x, out=block[1:8:4])
+        np.multiply(k, x, out=block[2:8:4])
+        block[3:8:4] = ok
+        # With the 2 * max_lag_n samples before the new ones (zeros before the session
+        # starts; a missing sample is a zero too, its ok row says it is missing), each
+        # lag's products pair a at sample k - max(lag, 0) with b at k - max(-lag, 0): the
+        # later sample of each pair is a new one, so nothing needs the future.
+        both = np.concatenate([self._history, x], axis=1)
+        if m <= _GATHER_SAMPLES:  # a live tick: every lag's products in one gather
+            at_a, at_b = self._pair_index(m)
+            np.multiply(both[0][at_a], both[1][at_b], out=block[8:])
+        else:  # a batch feed: lag by lag over contiguous slices
+            h = 2 * self.cfg.max_lag_n
+            for row, (sa, sb) in enumerate(zip(self._shift_a[:, 0].tolist(), self._shift_b[:, 0].tolist())):
+                np.multiply(both[0, h - sa : h - sa + m], both[1, h - sb : h - sb + m], out=block[8 + row])
         self._prefix.accumulate()
+        self._history = both[:, m:]
         self.n_samples += m
+
+    def _pair_index(self, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per lag and new sample: where its a and its b lie in history + new samples."""
+        if m not in self._pairs:
+            h, new = 2 * self.cfg.max_lag_n, np.arange(m)
+            self._pairs[m] = (h - self._shift_a + new, h - self._shift_b + new)
+        return self._pairs[m]
 
     def trim(self) -> None:
         """Drop sums older than any future window needs (live mode)."""
