@@ -33,9 +33,9 @@ from collections import defaultdict
 from functools import lru_cache, wraps
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import parse_qs
 
 import uvicorn
-from starlette.websockets import WebSocket
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from dashboard.app import create_app
@@ -50,6 +50,7 @@ from monitor.store import Store
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 FIXTURE_NAMES = ("calm", "divergence", "escalation", "flooding", "artifacts", "disconnect")
 PROBE_S = 0.005  # the loop-lag probe's sleep
+BEAT_PREFIX = '{"type":"beat"'  # how dashboard.viewer.dumps starts a beat's text
 
 
 class Timings:
@@ -173,24 +174,35 @@ def time_feeds(feeds: dict[tuple[int, str, float], float]) -> None:
     LivePipeline.feed = feed
 
 
-def stamp_beat_sends(sent: list[tuple[str, str, float, float]]) -> None:
-    """Keep (session, partner, t, monotonic) each time the server has written a beat
-    frame to a viewer's socket: the server's share of the latency, apart from the
-    viewer processes' own (their loops, and the CPU they share with the server)."""
-    original = WebSocket.send_text
+def stamp_beat_sends(app: Any, sent: list[tuple[str, str, float, float]]) -> Any:
+    """``app`` with (session, partner, t, monotonic) kept each time the server has written
+    a beat frame to a viewer's socket: the server's share of the latency, apart from the
+    viewer processes' own (their loops, and the CPU they share with the server).
+
+    An ASGI wrapper around the whole app, on each WebSocket's ``send``: it sees every
+    frame whichever way the app sends it. The beat's (partner, t) is parsed once per
+    text, which every viewer of the session shares.
+    """
     keys: dict[str, tuple[str, float]] = {}
 
-    @wraps(original)
-    async def send_text(self: WebSocket, data: str) -> None:
-        await original(self, data)
-        if data.startswith('{"type":"beat"'):
-            key = keys.get(data)
-            if key is None:
-                beat = json.loads(data)
-                key = keys[data] = (beat["partner"], beat["t"])
-            sent.append((self.query_params.get("session", ""), *key, time.monotonic()))
+    async def stamped_app(scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return await app(scope, receive, send)
+        session = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("session", [""])[-1]
 
-    WebSocket.send_text = send_text
+        async def stamped_send(message: dict) -> None:
+            await send(message)
+            text = message.get("text")
+            if text is not None and text.startswith(BEAT_PREFIX):
+                key = keys.get(text)
+                if key is None:
+                    beat = json.loads(text)
+                    key = keys[text] = (beat["partner"], beat["t"])
+                sent.append((session, *key, time.monotonic()))
+
+        await app(scope, receive, stamped_send)
+
+    return stamped_app
 
 
 async def lag_probe(lags: list[tuple[float, float]]) -> None:
@@ -229,12 +241,11 @@ async def main(args: argparse.Namespace) -> None:
     for name in ("add_record", "add_event", "flush"):
         timings.wrap(Store, name, f"store.{name}")
     sent: list[tuple[str, str, float, float]] = []
-    stamp_beat_sends(sent)
     feeds: dict[tuple[int, str, float], float] = {}
     time_feeds(feeds)
     store = Store(args.db)
     manager = SessionManager(store)
-    app = create_app(manager, queue_size=args.queue_size)
+    app = stamp_beat_sends(create_app(manager, queue_size=args.queue_size), sent)
     sock = listening_socket(args.send_buffer)
     port = sock.getsockname()[1]
     options = {**UVICORN_OPTIONS, **({"ws_per_message_deflate": False} if args.no_deflate else {})}

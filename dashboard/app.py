@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Iterable
 
-from fastapi import FastAPI, HTTPException, Path as PathParam, Query, Request, WebSocket
+from fastapi import FastAPI, HTTPException, Path as PathParam, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -26,7 +26,7 @@ from dashboard.models import (
 )
 from dashboard.recordings import list_recordings, recording_for_request, recordings_dir
 from dashboard.security import LOOPBACK_HOSTS, MAX_BODY_BYTES, Guard, check_token
-from dashboard.viewer import serve_viewer
+from dashboard.viewer import ViewerEndpoint
 from devices.recording import RecordingError
 from monitor.store import StoreError
 
@@ -267,11 +267,13 @@ def create_app(
 
     # -- live messages ------------------------------------------------------------------
 
-    @app.websocket("/ws")
-    async def viewer(
-        websocket: WebSocket, session: Annotated[str | None, Query(pattern=SESSION_ID_PATTERN)] = None
-    ) -> None:
-        """Snapshot, then tick / event / state / resync messages (see dashboard.viewer)."""
-        await serve_viewer(websocket, manager, session, queue_size=queue_size, follow_poll_s=follow_poll_s)
+    # A plain ASGI route, behind the same middleware: see dashboard.viewer.
+    app.router.add_websocket_route(
+        "/ws",
+        ViewerEndpoint(
+            manager, session_pattern=SESSION_ID_PATTERN, queue_size=queue_size, follow_poll_s=follow_poll_s
+        ),
+        name="viewer",
+    )
 
     return app

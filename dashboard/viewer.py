@@ -8,6 +8,12 @@ stored (finished earlier) is sent as a snapshot of its events, without ticks.
 
 Messages from the viewer are small JSON objects; the couple view sends
 ``{"type": "ack", "prompt_t": t}`` when a prompt card is acknowledged, which is logged.
+
+``ViewerEndpoint`` is the ``/ws`` route as a plain ASGI app (still behind the app's
+middleware, so the token and Origin checks of dashboard.security apply): Starlette's
+``WebSocket`` handles the handshake, the viewer's messages and the close, while live
+frames go straight to the server's ASGI ``send``. With 200 viewers every message is
+sent 200 times, and the wrapper's own layers were a tenth of that path.
 """
 
 from __future__ import annotations
@@ -15,9 +21,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections import OrderedDict
 from typing import Any
 
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from dashboard.hub import DEFAULT_QUEUE_SIZE, ViewerFeed
@@ -28,6 +36,7 @@ log = logging.getLogger("coreg.dashboard.viewer")
 
 MAX_CLIENT_MESSAGE_CHARS = 4096
 WS_CLOSE_UNKNOWN_SESSION = 4404
+WS_CLOSE_POLICY_VIOLATION = 1008  # what FastAPI answers a query parameter it refuses
 IDLE = {"type": "idle"}
 
 
@@ -53,18 +62,25 @@ class SharedText:
     def __init__(self, size: int = 1024) -> None:
         self._texts: OrderedDict[int, tuple[Any, str]] = OrderedDict()
         self._size = size
+        self._last: Any = None  # the message asked for last, and its text
+        self._last_text = ""
 
     def text(self, message: dict) -> str:
+        """The JSON text of ``message``, encoded once while it is recent."""
+        if message is self._last:
+            return self._last_text  # the other viewers of the message just sent
         if message.get("type") in ("snapshot", "resync"):
             return dumps(message)
         key = id(message)
         held = self._texts.get(key)
         if held is not None and held[0] is message:
-            return held[1]
-        text = dumps(message)
-        self._texts[key] = (message, text)
-        if len(self._texts) > self._size:
-            self._texts.popitem(last=False)
+            text = held[1]
+        else:
+            text = dumps(message)
+            self._texts[key] = (message, text)
+            if len(self._texts) > self._size:
+                self._texts.popitem(last=False)
+        self._last, self._last_text = message, text
         return text
 
 
@@ -77,15 +93,48 @@ def stored_snapshot(store: Any, session_id: str) -> dict:
     return {"type": "snapshot", "session": info, "ticks": [], "events": store.events(session_id), "replay": None}
 
 
+class ViewerEndpoint:
+    """The ``/ws`` route: one viewer per connection, ``?session=ID`` to pin a session.
+
+    A plain ASGI app (mount it with ``add_websocket_route``). A ``session`` that does not
+    match ``session_pattern`` is refused before the handshake with 1008, as FastAPI
+    refuses a query parameter that fails its pattern.
+    """
+
+    def __init__(
+        self, manager: Any, *, session_pattern: str, queue_size: int = DEFAULT_QUEUE_SIZE, follow_poll_s: float = 1.0
+    ) -> None:
+        self.manager = manager
+        self.session_re = re.compile(session_pattern)
+        self.queue_size = queue_size
+        self.follow_poll_s = follow_poll_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        websocket = WebSocket(scope, receive, send)
+        session_id = websocket.query_params.get("session")
+        if session_id is not None and not self.session_re.fullmatch(session_id):
+            await websocket.close(WS_CLOSE_POLICY_VIOLATION, reason="malformed session id")
+            return
+        await serve_viewer(
+            websocket, self.manager, session_id, send=send, queue_size=self.queue_size, follow_poll_s=self.follow_poll_s
+        )
+
+
 async def serve_viewer(
     websocket: WebSocket,
     manager: Any,
     session_id: str | None,
     *,
+    send: Send | None = None,
     queue_size: int = DEFAULT_QUEUE_SIZE,
     follow_poll_s: float = 1.0,
 ) -> None:
-    """Accept the WebSocket and feed it until the viewer disconnects."""
+    """Accept the WebSocket and feed it until the viewer disconnects.
+
+    ``send``: the ASGI ``send`` under ``websocket``, for the live frames (default:
+    ``websocket.send``, with Starlette's checks on every frame).
+    """
+    send = send or websocket.send
     await websocket.accept()
     if session_id is not None and manager.get(session_id) is None:
         try:
@@ -99,7 +148,7 @@ async def serve_viewer(
         except (WebSocketDisconnect, OSError):
             pass  # gone already
         return
-    sender = asyncio.create_task(_send(websocket, manager, session_id, queue_size, follow_poll_s))
+    sender = asyncio.create_task(_send(websocket, send, manager, session_id, queue_size, follow_poll_s))
     receiver = asyncio.create_task(_receive(websocket))
     try:
         await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
@@ -140,8 +189,11 @@ async def _receive(websocket: WebSocket) -> None:
                 log.info("a viewer acknowledged the prompt at t=%.1f s", prompt_t)
 
 
-async def _send(websocket: WebSocket, manager: Any, session_id: str | None, queue_size: int, poll_s: float) -> None:
-    """Send one runner's messages (pinned), or follow the manager's current runner."""
+async def _send(
+    websocket: WebSocket, send: Send, manager: Any, session_id: str | None, queue_size: int, poll_s: float
+) -> None:
+    """Send one runner's messages (pinned), or follow the manager's current runner;
+    the live ones straight through ``send``."""
     follow = session_id is None
     idle_sent = False
     while True:
@@ -167,11 +219,9 @@ async def _send(websocket: WebSocket, manager: Any, session_id: str | None, queu
             idle_sent = False
             await websocket.send_text(dumps(first))
             while not (follow and _replaced(manager, runner)):
-                try:
-                    message = await asyncio.wait_for(feed.next(), timeout=poll_s if follow else None)
-                except asyncio.TimeoutError:
-                    continue
-                await websocket.send_text(SHARED_TEXT.text(message))
+                message = await feed.next(poll_s if follow else None)
+                if message is not None:
+                    await send({"type": "websocket.send", "text": SHARED_TEXT.text(message)})
         finally:
             feed.close()
 

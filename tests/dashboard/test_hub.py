@@ -36,7 +36,7 @@ def test_snapshot_first_then_live_messages_in_order(runner):
         runner.publish({"type": "state", **runner.state()})
         got = [await feed.next() for _ in range(3)]
         assert got == [tick(4.0), event(4.0, "prompt", "a", pattern="divergence"), {"type": "state", **runner.state()}]
-        assert feed.queue.empty()
+        assert feed.pending == 0
         feed.close()
         assert runner.subscribers == []
 
@@ -61,12 +61,12 @@ def test_messages_published_while_the_snapshot_is_taken_are_neither_lost_nor_rep
         first = feed.open()
         assert [m["t"] for m in first["ticks"]] == [1.0, 2.0, 3.0]
         assert first["events"] == [event(3.0, "settled", "b")["event"]]
-        assert feed.queue.qsize() == 2  # both were queued, and both are duplicates
+        assert feed.pending == 2  # both were queued, and both are duplicates
         runner.publish(event(3.0, "settled", "a"))  # same time, not in the snapshot: kept
         runner.publish(tick(4.0))
         assert await feed.next() == event(3.0, "settled", "a")
         assert await feed.next() == tick(4.0)
-        assert feed.queue.empty()
+        assert feed.pending == 0
 
     run(main())
 
@@ -79,12 +79,12 @@ def test_a_viewer_that_never_reads_does_not_delay_another(runner):
         fast.open()
         for i in range(1, 11):
             runner.publish(tick(float(i)))  # returns at once: nothing awaits a viewer
-            assert fast.queue.qsize() == 1  # the message is already there for the fast one
+            assert fast.pending == 1  # the message is already there for the fast one
             assert await fast.next() == tick(float(i))
         assert fast.resyncs == 0
         # The slow viewer's queue overflowed on the 5th message: emptied, one resync pending.
         assert slow.resyncs == 1
-        assert slow.queue.qsize() == 1
+        assert slow.pending == 1
         resync = await slow.next()
         assert resync["type"] == "resync"
         assert [m["t"] for m in resync["ticks"]] == [float(i) for i in range(1, 11)]
@@ -103,7 +103,7 @@ def test_resync_snapshot_holds_what_arrived_while_dropping(runner):
         for t in (1.0, 2.0, 3.0):  # the third overflows
             runner.publish(tick(t))
         runner.publish(event(3.5, "prompt", "b", pattern="divergence"))  # dropped: the resync covers it
-        assert slow.queue.qsize() == 1
+        assert slow.pending == 1
         resync = await slow.next()
         assert [m["t"] for m in resync["ticks"]] == [1.0, 2.0, 3.0]
         assert resync["events"][-1]["kind"] == "prompt"
