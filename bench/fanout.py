@@ -183,7 +183,8 @@ def run_viewers(args: argparse.Namespace) -> None:
 def spawn(tree: str, *args: str, profile: str = "") -> subprocess.Popen:
     """This script in another role, on ``tree``'s code; under py-spy if ``profile`` names
     an output file (raw collapsed stacks)."""
-    env = {**os.environ, "PYTHONPATH": str(Path(tree).resolve())}
+    paths = [str(Path(tree).resolve()), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     spy = [str(Path(sys.executable).parent / "py-spy"), "record", "--rate", "1000", "--format", "raw", "-o", profile, "--"] if profile else []
     return subprocess.Popen([*spy, sys.executable, str(HERE), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             text=True, env=env, cwd=str(Path(tree).resolve()))

@@ -37,6 +37,11 @@ def test_one_dyad_every_beat_once_and_the_stalled_viewer_resynced(tmp_path: Path
     # Every received beat got a latency from its own delivery; none can precede it.
     assert len(level.latency_ms["all"]) == level.beats_received
     assert level.latency_ms["all"].min() > 0
+    # The server stamped every beat frame it wrote (through its ASGI wrapper): at least
+    # one per received beat, each after the strap delivered it.
+    written = level.latency_ms["written by the server"]
+    assert len(written) >= level.beats_received
+    assert written.min() > 0
     # The viewer that stopped reading fell behind and was sent a fresh snapshot.
     assert level.stall is not None
     assert level.stall["frames"]["snapshot"] == 1

@@ -144,3 +144,43 @@ def test_open_twice_and_bad_queue_size_are_refused(runner):
     run(main())
     with pytest.raises(ValueError, match="queue_size"):
         ViewerFeed(runner, queue_size=0)
+
+
+def test_next_with_a_timeout_returns_none_when_nothing_comes_then_the_next_message(runner):
+    async def main():
+        feed = ViewerFeed(runner)
+        feed.open()
+        assert await feed.next(timeout_s=0.01) is None
+        assert feed.pending == 0
+        # A message published while the sender waits wakes it with that message.
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.01, runner.publish, tick(5.0))
+        assert await feed.next(timeout_s=30.0) == tick(5.0)
+        # Already queued: returned without waiting at all, even with a zero timeout.
+        runner.publish(tick(6.0))
+        runner.publish(tick(7.0))
+        assert feed.pending == 2
+        assert await feed.next(timeout_s=0.0) == tick(6.0)
+        assert await feed.next() == tick(7.0)
+        feed.close()
+
+    run(main())
+
+
+def test_only_one_task_may_wait_and_a_cancelled_wait_leaves_the_feed_usable(runner):
+    async def main():
+        feed = ViewerFeed(runner)
+        feed.open()
+        waiting = asyncio.create_task(feed.next())
+        await asyncio.sleep(0)
+        with pytest.raises(RuntimeError, match="already waits"):
+            await feed.next()
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        # Published after the cancelled wait: kept, and handed to the next caller.
+        runner.publish(tick(8.0))
+        assert await feed.next(timeout_s=1.0) == tick(8.0)
+        feed.close()
+
+    run(main())

@@ -105,10 +105,13 @@ def test_unknown_or_malformed_session(client):
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_json()
     assert closed.value.code == 4404
-    with pytest.raises(WebSocketDisconnect) as refused:
-        with client.websocket_connect(WS + "?session=../../etc") as ws:
-            ws.receive_json()
-    assert refused.value.code == 1008
+    # Refused before the handshake, as FastAPI refuses a query parameter off its pattern;
+    # a trailing newline (which a "$" alone would let through) is refused too.
+    for malformed in ("../../etc", "rep1%0A", "", "x" * 65):
+        with pytest.raises(WebSocketDisconnect) as refused:
+            with client.websocket_connect(WS + "?session=" + malformed) as ws:
+                ws.receive_json()
+        assert refused.value.code == 1008, malformed
 
 
 def test_non_finite_numbers_reach_the_browser_as_null(client, manager):
@@ -124,3 +127,19 @@ def test_non_finite_numbers_reach_the_browser_as_null(client, manager):
     assert got["partners"]["b"]["hr_bpm"] is None
     assert got["partners"]["a"]["hr_bpm"] == 70.0
     assert dumps({"x": [1.5, float("-inf")]}) == '{"x":[1.5,null]}'
+
+
+def test_the_same_message_is_encoded_once_and_each_new_one_afresh():
+    from dashboard.viewer import SharedText
+
+    shared = SharedText(size=2)
+    first, second = tick(1.0), tick(2.0)
+    text = shared.text(first)
+    assert shared.text(first) is text  # the next viewer of the same message
+    assert shared.text(second) == dumps(second)
+    assert shared.text(first) is text  # still held
+    # An equal but distinct object is its own message (ids are only reused once freed).
+    again = tick(1.0)
+    assert shared.text(again) == text
+    snapshot = {"type": "snapshot", "ticks": [first]}
+    assert shared.text(snapshot) == dumps(snapshot)
