@@ -204,7 +204,7 @@ async def _send(
                 idle_sent = True
             await asyncio.sleep(poll_s)
             continue
-        feed = ViewerFeed(runner, queue_size=queue_size)
+        feed = ViewerFeed(runner, queue_size=queue_size, poll_s=poll_s if follow else None)
         try:
             try:
                 first = feed.open()
@@ -219,7 +219,7 @@ async def _send(
             idle_sent = False
             await websocket.send_text(dumps(first))
             while not (follow and _replaced(manager, runner)):
-                message = await feed.next(poll_s if follow else None)
+                message = await feed.next()
                 if message is not None:
                     await send({"type": "websocket.send", "text": SHARED_TEXT.text(message)})
         finally:

@@ -146,25 +146,29 @@ def test_open_twice_and_bad_queue_size_are_refused(runner):
         ViewerFeed(runner, queue_size=0)
 
 
-def test_next_with_a_timeout_returns_none_when_nothing_comes_then_the_next_message(runner):
+def test_the_poll_timer_wakes_a_waiting_sender_with_none_and_messages_still_come_first(runner):
     async def main():
-        feed = ViewerFeed(runner)
+        feed = ViewerFeed(runner, poll_s=0.01)
         feed.open()
-        assert await feed.next(timeout_s=0.01) is None
-        assert feed.pending == 0
+        assert await feed.next() is None  # nothing published: the poll woke it
+        assert await feed.next() is None  # and again: the timer repeats while open
         # A message published while the sender waits wakes it with that message.
-        loop = asyncio.get_running_loop()
-        loop.call_later(0.01, runner.publish, tick(5.0))
-        assert await feed.next(timeout_s=30.0) == tick(5.0)
-        # Already queued: returned without waiting at all, even with a zero timeout.
+        asyncio.get_running_loop().call_later(0.001, runner.publish, tick(5.0))
+        got = await feed.next()
+        while got is None:  # a poll may fall first; the message is not lost
+            got = await feed.next()
+        assert got == tick(5.0)
+        # Already queued: returned without waiting.
         runner.publish(tick(6.0))
         runner.publish(tick(7.0))
         assert feed.pending == 2
-        assert await feed.next(timeout_s=0.0) == tick(6.0)
-        assert await feed.next() == tick(7.0)
+        assert [await feed.next(), await feed.next()] == [tick(6.0), tick(7.0)]
         feed.close()
+        assert feed._poll_timer is None  # closed: no timer left behind
 
     run(main())
+    with pytest.raises(ValueError, match="poll_s"):
+        ViewerFeed(runner, poll_s=0.0)
 
 
 def test_only_one_task_may_wait_and_a_cancelled_wait_leaves_the_feed_usable(runner):
@@ -180,7 +184,7 @@ def test_only_one_task_may_wait_and_a_cancelled_wait_leaves_the_feed_usable(runn
             await waiting
         # Published after the cancelled wait: kept, and handed to the next caller.
         runner.publish(tick(8.0))
-        assert await feed.next(timeout_s=1.0) == tick(8.0)
+        assert await feed.next() == tick(8.0)
         feed.close()
 
     run(main())
