@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import math
 import os
 import socket
 import subprocess
@@ -112,7 +113,9 @@ async def serve(args: argparse.Namespace) -> None:
 
     runner = ScriptedRunner()
     stamps: dict[float, list[float]] = {}
-    app = stamping(create_app(ScriptedManager(runner)), stamps)
+    app = create_app(ScriptedManager(runner))
+    if not args.no_stamp:
+        app = stamping(app, stamps)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, **{**UVICORN_OPTIONS, "ws": args.ws}))
@@ -204,7 +207,8 @@ def run_variant(tree: str, ws: str, loop: str, args: argparse.Namespace) -> dict
     """One server and its viewers: per message, publish -> last send and -> last
     receive (ms), and the server's CPU per viewer and message (us)."""
     server = spawn(tree, "--role", "server", "--ws", ws, "--loop", loop, "--messages", str(args.messages),
-                   "--interval-ms", str(args.interval_ms), profile=args.profile)
+                   "--interval-ms", str(args.interval_ms), *(["--no-stamp"] if args.no_stamp else []),
+                   profile=args.profile)
     procs = [server]
     try:
         port = str(expect(server, "ready")["ready"])
@@ -236,10 +240,10 @@ def run_variant(tree: str, ws: str, loop: str, args: argparse.Namespace) -> dict
     send_ms, recv_ms, incomplete = [], [], 0
     for t, at in sent["published"]:
         stamps, got = sent["stamps"].get(str(t), []), received.get(str(t), [])
-        if len(stamps) != args.viewers or len(got) != args.viewers:
+        if len(got) != args.viewers or (len(stamps) != args.viewers and not args.no_stamp):
             incomplete += 1
             continue
-        send_ms.append(1000 * (max(stamps) - at))
+        send_ms.append(1000 * (max(stamps) - at) if stamps else math.nan)
         recv_ms.append(1000 * (max(got) - at))
     return {"send_ms": send_ms, "recv_ms": recv_ms, "incomplete": incomplete,
             "cpu_us": 1e6 * sent["cpu_s"] / (args.messages * args.viewers)}
@@ -278,6 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--trees", default=".", help="comma-separated coreg source trees to compare")
     p.add_argument("--ws", default="websockets-sansio", help="comma-separated uvicorn ws implementations")
     p.add_argument("--loops", default="asyncio", help="comma-separated: asyncio, uvloop")
+    p.add_argument("--no-stamp", action="store_true", help="no send stamps (their cost: compare; send figures nan)")
     p.add_argument("--profile", default="", help="py-spy the server into this file (raw stacks)")
     p.add_argument("--loop", default="asyncio", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
