@@ -125,16 +125,15 @@ async def serve_viewer(
     manager: Any,
     session_id: str | None,
     *,
-    send: Send | None = None,
+    send: Send,
     queue_size: int = DEFAULT_QUEUE_SIZE,
     follow_poll_s: float = 1.0,
 ) -> None:
     """Accept the WebSocket and feed it until the viewer disconnects.
 
-    ``send``: the ASGI ``send`` under ``websocket``, for the live frames (default:
-    ``websocket.send``, with Starlette's checks on every frame).
+    ``send``: the ASGI ``send`` under ``websocket``, for the live frames (Starlette's
+    ``WebSocket`` checks its state on every frame; the live ones need none of that).
     """
-    send = send or websocket.send
     await websocket.accept()
     if session_id is not None and manager.get(session_id) is None:
         try:
