@@ -10,10 +10,10 @@ again. Other viewers and the runner never notice.
 
 The queue is a deque with one waiter future rather than an ``asyncio.Queue``, and a
 following viewer's periodic look-around is one repeating timer rather than a timeout
-per message: with 200 viewers on a session every message wakes 200 senders, and
-``asyncio.wait_for`` around ``Queue.get`` made a task and a timer per viewer and
-message (bench/fanout.py: the server's CPU per viewer and message fell by 13 % pinned,
-by 44 % following).
+per message: with 200 viewers on a session every message wakes 200 senders, and for a
+following viewer ``asyncio.wait_for`` around ``Queue.get`` made a task and a timer per
+message (bench/fanout.py, 200 viewers: the server's CPU per viewer and message fell by
+8-13 % for viewers pinned to a session, and by half for viewers following one).
 
 A late joiner subscribes *before* it takes the snapshot, so nothing published in
 between can be lost; messages the snapshot already covers (ticks at or before its last
