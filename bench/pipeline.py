@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
               f"of {len(windows)}, {args.ref_repeats} passes, each scaled by {len(windows)}/{k}: "
               f"{spread(ref_t)}")
 
-    print(f"\nagreement, pipeline vs reference (same corrected NN beats, each tick only beats available by then):")
+    print("\nagreement, pipeline vs reference (same corrected NN beats, each tick only beats available by then):")
     compare(analysis, values)
 
     ratio = ref_s / pipe_s

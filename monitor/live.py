@@ -1,10 +1,10 @@
 """Live mode: the pipeline one tick at a time, as notifications arrive.
 
 Feed records in arrival order; each whole second of session time that passes is a
-tick. Artifact correction runs the batch function on the trailing beats; the tick's
-metrics, quality and linkage come from running sums that grow by one entry per beat
-(metrics_live, quality_live, linkage_live), with the float arithmetic of the batch
-stages, so a tick costs the same whatever the session's length and memory stays
+tick. Artifact correction carries its windows from beat to beat (artifacts_live); the
+tick's metrics, quality and linkage come from running sums that grow by one entry per
+beat (metrics_live, quality_live, linkage_live). Both do the float arithmetic of the
+batch stages, so a tick costs the same whatever the session's length and memory stays
 bounded. The per-tick values and events equal batch mode's exactly, which
 tests/monitor/test_live.py checks on every fixture.
 """
@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
 
-import numpy as np
 
 from devices.records import Annotation, Record, SessionHeader, StatusChange
 from monitor.artifacts_live import NNBeat, TrailingCorrector
@@ -43,57 +41,21 @@ class TickState:
     active_patterns: list[dict]
 
 
-class _Trail:
-    """Append-only columns that keep only their recent tail (bounded memory)."""
-
-    def __init__(self, names: tuple[str, ...], keep: int) -> None:
-        self.names = names
-        self.keep = keep
-        self.cols: dict[str, list] = {n: [] for n in names}
-        self.dropped = 0  # rows forgotten from the front
-        self._followers: list[Callable[..., None]] = []
-
-    def follow(self, follower: Callable[..., None]) -> None:
-        """Have ``follower`` called with every row appended from now on (as keywords),
-        before any trim can forget it."""
-        self._followers.append(follower)
-
-    def append(self, **values) -> None:
-        for n in self.names:
-            self.cols[n].append(values[n])
-        for follower in self._followers:
-            follower(**values)
-
-    def __len__(self) -> int:
-        return self.dropped + len(self.cols[self.names[0]])
-
-    def trim(self) -> None:
-        extra = len(self.cols[self.names[0]]) - self.keep
-        if extra > self.keep:  # trim in large steps so appends stay cheap
-            for n in self.names:
-                del self.cols[n][:extra]
-            self.dropped += extra
-
-    def array(self, name: str, dtype=np.float64, start: int = 0) -> np.ndarray:
-        """Rows from global index ``start`` on (clamped to what is kept)."""
-        return np.array(self.cols[name][max(start - self.dropped, 0) :], dtype=dtype)
-
-
 class _PartnerLive:
-    """One partner's live state: beat timer, raw beats, artifact corrector, final NN beats, settle-in."""
+    """One partner's live state: beat timer, artifact corrector, settle-in, and the
+    running sums the tick values come from: final NN beats (metrics, share of corrected
+    beats, resampled HR) and raw beats (gaps)."""
 
     def __init__(self, partner: str, cfg: Config, stored: Baseline | None) -> None:
         self.partner = partner
         self.cfg = cfg
-        self.timer = BeatTimer(partner, cfg.beats, keep_beats=False)  # beats live on in self.raw
-        hist = cfg.artifacts.history_beats + 64
-        self.raw = _Trail(("t", "rr", "cont", "arr"), keep=hist)
-        self.nn = _Trail(("t", "nn", "cont", "corr", "start", "avail"), keep=400)
+        self.timer = BeatTimer(partner, cfg.beats, keep_beats=False)  # beats live on in the sums
         self.corrector = TrailingCorrector(cfg.artifacts)
+        self.nn = LiveNN(cfg.metrics)
+        self.gaps = LiveGaps()
         self._final: list[NNBeat] = []  # NN beats final since the last finalise
         self._last_corrected = False
         self.n_final = 0  # raw beats whose results are final
-        self._n_final_seen = 0  # n_final at the last finalise
         self.n_corrected = 0
         self.connected = True
         self.settler = Settler(cfg.baseline, stored)
@@ -104,45 +66,21 @@ class _PartnerLive:
         if isinstance(record, StatusChange) and record.partner == self.partner:
             self.connected = record.status == "connected"
         new = self.timer.feed(record)
-        for i in range(len(new)):
-            self.raw.append(t=new.t_s[i], rr=int(new.rr_units[i]), cont=bool(new.contiguous[i]), arr=new.arrival_t_s[i])
-            for beat in self.corrector.push(int(new.rr_units[i]), new.t_s[i], bool(new.contiguous[i])):
+        for t, rr, cont, arrival in zip(new.t_s.tolist(), new.rr_units.tolist(), new.contiguous.tolist(), new.arrival_t_s.tolist()):
+            self.gaps.append(t, arrival)
+            for beat in self.corrector.push(rr, t, cont):
                 self._final += beat.nn
                 self.n_final += 1
 
     def finalise(self, t_s: float) -> None:
-        """Keep the NN beats that became final since the last call, available at ``t_s``."""
-        if self.n_final == self._n_final_seen:
-            return  # no raw beat became final: nothing to keep or trim
-        self._n_final_seen = self.n_final
+        """Add the NN beats that became final since the last call, available at ``t_s``."""
         for beat in self._final:
             corr, cont = beat.corrected, beat.contiguous
             start = corr and not (self._last_corrected and cont)  # as quality.artifact_starts
-            self.nn.append(t=beat.t_s, nn=beat.nn_units, cont=cont, corr=corr, start=start, avail=t_s)
+            self.nn.append(beat.t_s, beat.nn_units, cont, start, t_s)
             self._last_corrected = corr
             self.n_corrected += int(corr)
         self._final.clear()
-        self.raw.trim()
-        self.nn.trim()
-
-
-class _PartnerSums:
-    """One partner's running sums for the tick values: final NN beats (metrics, share
-    of corrected beats, resampled HR) and raw beats (gaps), fed by following the
-    partner's trails, so that no row is missed whatever the trails forget."""
-
-    def __init__(self, cfg: Config, part: _PartnerLive) -> None:
-        self.nn = LiveNN(cfg.metrics)
-        self.gaps = LiveGaps()
-        part.nn.follow(self._add_nn)
-        part.raw.follow(self._add_raw)
-
-    # Keywords as the trails name their columns; any other column is not needed here.
-    def _add_nn(self, t: float, nn: int, cont: bool, start: bool, avail: float, **_) -> None:
-        self.nn.append(t, nn, cont, start, avail)
-
-    def _add_raw(self, t: float, arr: float, **_) -> None:
-        self.gaps.append(t, arr)
 
     def trim(self, before_t_s: float) -> None:
         """Forget beats before ``before_t_s`` (s): no later tick reaches them."""
@@ -175,7 +113,6 @@ class LivePipeline:
         self._p = {p: _PartnerLive(p, cfg, (self.baselines or {}).get(p)) for p in self.partners}
         self.detector = Detector(cfg.detector, self.catalogue, cfg.prompts, self.names)
         self.linkage = LiveLinkageTracker(cfg.linkage)
-        self._sums = {p: _PartnerSums(cfg, part) for p, part in self._p.items()}
         self.next_tick = 1
         self.ticks: list[TickState] = []
         self._taken = 0  # ticks handed out by take_ticks()
@@ -228,14 +165,13 @@ class LivePipeline:
         detector_in: dict[str, PartnerTick] = {}
         for p, part in self._p.items():
             part.finalise(t)
-            sums = self._sums[p]
-            metrics = sums.nn.metrics_at(t)
+            metrics = part.nn.metrics_at(t)
             row = dict(zip(METRIC_NAMES, metrics))
             hr10, ln_rmssd30 = row["hr10_bpm"], row["ln_rmssd30"]
-            share = sums.nn.correction_share_at(t, quality_cfg.quality_window_s)
-            gap = sums.gaps.max_gap_at(t, quality_cfg.quality_window_s)
+            share = part.nn.correction_share_at(t, quality_cfg.quality_window_s)
+            gap = part.gaps.max_gap_at(t, quality_cfg.quality_window_s)
             quality = tick_quality(share, gap, part.connected, hr10, quality_cfg)
-            sums.trim(t - self._lookback_s)
+            part.trim(t - self._lookback_s)
             if part.settled_t_s is None:
                 base = part.settler.feed(t, hr10, ln_rmssd30, quality.ok)
                 if base is not None:
@@ -266,7 +202,7 @@ class LivePipeline:
         if len(self._p) == 2:
             lk = cfg.linkage
             first, stop = int(t - 1) * lk.fs_hz + 1, int(t) * lk.fs_hz + 1
-            hr = {p: resample_hr_live(self._sums[p].nn, first, stop, lk) for p in PARTNERS}
+            hr = {p: resample_hr_live(self._p[p].nn, first, stop, lk) for p in PARTNERS}
             self.linkage.feed(hr["a"], hr["b"])
             link_r, link_lag = self.linkage.at_tick(int(t) * lk.fs_hz)
             self.linkage.trim()

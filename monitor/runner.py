@@ -32,7 +32,7 @@ from devices.records import Annotation, Notification, Record, SessionClock, Sess
 from monitor.config import Config
 from monitor.events import Event
 from monitor.live import LivePipeline, TickState
-from monitor.pipeline import Analysis, analyze_records
+from monitor.pipeline import Analysis
 from monitor.saving import SessionSaver
 from monitor.store import Store
 from monitor.summary import episodes, rounded

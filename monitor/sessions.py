@@ -8,7 +8,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from devices.recording import read_records
 from devices.records import PartnerInfo, SessionClock, SessionHeader
 from monitor.config import Config
 from monitor.pipeline import analyze_records

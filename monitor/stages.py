@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from monitor.quality import artifact_starts, correction_share, max_gap_s
+from monitor.quality import correction_share, max_gap_s
 from monitor.baseline import Baseline, BaselineConfig, activation, settle_baseline
 from monitor.config import Config
 from monitor.metrics import MetricFrame, NNSeries, compute_metrics

@@ -46,7 +46,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 from devices.records import PARTNERS, Annotation, Notification, PartnerInfo, Record, SessionHeader, StatusChange
 from devices.recording import RecordingWriter, open_recording

@@ -61,15 +61,3 @@ def test_live_equals_batch_on_random_simulated_stretches(name: str, seed: int, s
     session = simulate(get_scenario(name).shortened(start_s + 200.0), seed)
     assert_identical(session.header, session.records)
 
-
-
-def test_a_trail_follower_gets_every_row_even_those_trimmed_before_a_tick() -> None:
-    from monitor.live import _Trail
-
-    trail, seen = _Trail(("t", "x"), keep=2), []
-    trail.follow(lambda t, x: seen.append((t, x)))
-    for k in range(7):
-        trail.append(t=float(k), x=k)
-    trail.trim()  # 7 rows, keep 2: the first 5 go from the trail, not from the follower
-    assert trail.cols == {"t": [5.0, 6.0], "x": [5, 6]} and len(trail) == 7
-    assert seen == [(float(k), k) for k in range(7)]

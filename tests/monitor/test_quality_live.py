@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from monitor.artifacts import ArtifactConfig, ArtifactInputError
+from monitor.artifacts import ArtifactInputError
 from monitor.config import Config
 from monitor.quality import max_gap_s
 from monitor.quality_live import LiveGaps, tick_quality
