@@ -174,6 +174,10 @@ def print_level(level: Level) -> None:
     print(f"  pipeline: records fed, with the ticks they evaluate, {per_s('pipeline.feed'):.0f} ms/s (longest "
           f"{longest['feed']:.1f} ms); ticks by the ticker {per_s('pipeline.advance'):.0f} ms/s (longest "
           f"{longest['advance']:.1f} ms)")
+    gcs = server.get("gc")
+    if gcs:
+        print(f"  server garbage collections in the window: {gcs['collections']} (generations 0/1/2), longest "
+              f"{' / '.join(f'{ms:.1f}' for ms in gcs['longest_ms'])} ms, {gcs['total_ms']:.0f} ms in all")
     print(f"  viewer processes: CPU {level.cpu_clients_pct:5.1f} % of a core, loop lag p99 {level.client_lag_p99_ms:.1f} ms")
     if level.stall is not None:
         s = level.stall

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
@@ -214,6 +215,21 @@ async def lag_probe(lags: list[tuple[float, float]]) -> None:
         lags.append((now, now - t0 - PROBE_S))
 
 
+def gc_probe(pauses: list[tuple[float, int, float]]) -> Callable[[str, dict], None]:
+    """A gc callback that logs (end time, generation, seconds) of every collection:
+    a collection stops the loop like any other long callback."""
+    started = [0.0]
+
+    def probe(phase: str, info: dict) -> None:
+        now = time.monotonic()
+        if phase == "start":
+            started[0] = now
+        else:
+            pauses.append((now, info["generation"], now - started[0]))
+
+    return probe
+
+
 def delivery_table(store: Store, session_id: str, addresses: dict[str, str], deliveries: dict) -> list:
     """[partner, t_s, delivered_monotonic, parses] per notification of the session: the
     stored notifications of each partner in order, paired with the fake's deliveries.
@@ -256,6 +272,8 @@ async def main(args: argparse.Namespace) -> None:
         await asyncio.sleep(0.01)
     lags: list[tuple[float, float]] = []
     probe = asyncio.create_task(lag_probe(lags))
+    pauses: list[tuple[float, int, float]] = []
+    gc.callbacks.append(gc_probe(pauses))
 
     deliveries: dict[str, list[float]] = defaultdict(list)
     sessions = []
@@ -279,12 +297,18 @@ async def main(args: argparse.Namespace) -> None:
     await asyncio.gather(*(manager.stop(session_id) for session_id, _ in sessions))
     start, end = window["start"], window["end"]
     in_window = sorted(lag for at, lag in lags if start <= at <= end)
+    collections = [(gen, dur) for at, gen, dur in pauses if start <= at <= end]
     results = {
         "sessions": {sid: delivery_table(store, sid, addrs, deliveries) for sid, addrs in sessions},
         "timings": timings.summary(start, end),
         "sent": sent,
         "feed_ms": [[pipelines.get(p, ""), partner, t, 1000 * d] for (p, partner, t), d in feeds.items()],
         "pipeline_wrapped": all(wrapped),
+        "gc": {
+            "collections": [sum(1 for g, _ in collections if g == gen) for gen in range(3)],
+            "longest_ms": [1000 * max((d for g, d in collections if g == gen), default=0.0) for gen in range(3)],
+            "total_ms": 1000 * sum(d for _, d in collections),
+        },
         "loop_lag_ms": {
             "p50": 1000 * in_window[len(in_window) // 2] if in_window else None,
             "p99": 1000 * in_window[int(len(in_window) * 0.99)] if in_window else None,
