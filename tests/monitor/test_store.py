@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import monitor.store as store_module
+import monitor.store_reading as store_reading
 from devices.recording import RecordingError, RecordingWarning, read_records
 from devices.records import Annotation, Notification, PartnerInfo, SessionHeader, StatusChange
 from monitor.events import Event
@@ -149,7 +150,7 @@ def test_two_sessions_interleaved_do_not_mix(db, divergence):
 
 
 def test_records_are_streamed_in_chunks_in_time_order(db, monkeypatch):
-    monkeypatch.setattr(store_module, "_CHUNK_ROWS", 4)
+    monkeypatch.setattr(store_reading, "CHUNK_ROWS", 4)
     # Equal times across chunk boundaries, and one record added out of time order.
     records = [Notification(t, "a" if i % 2 else "b", bytes([0x00, 60 + i])) for i, t in
                enumerate([0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 3.0, 3.0])]
