@@ -2,7 +2,7 @@
 
 When SQLite refuses to write (the disk is full, another process holds the database's
 write lock, an I/O error), ``Store`` keeps every row it was given, in order and with its
-sequence number, and stops committing on each add (monitor/store.py). This saver is the
+sequence number, and stops committing on each add (monitor/store_buffer.py). This saver is the
 live runner's side of that: it tells viewers once that saving is paused (a ``storage``
 message, also in every snapshot), asks the store to commit again on the runner's
 one-second ticker with a growing pause between tries (1 s doubling up to 16 s, so a

@@ -67,7 +67,7 @@ class LiveWriting:
 
 
 def pid_alive(pid: int | None) -> bool:
-    """Whether a process with this id exists (always True on Windows, where only the heartbeat tells)."""
+    """Whether a process with this id exists (on Windows any positive id counts: the heartbeat decides there)."""
     if not pid or pid <= 0:
         return False
     if sys.platform == "win32":
