@@ -202,9 +202,11 @@ def parse_hrm_many(payloads: Sequence[bytes | bytearray | memoryview]) -> HeartR
     hr_zero = ~truncated & ~odd & (hr_bpm == 0) & (rr_count == 0)
 
     ok = ~(truncated | odd | hr_zero)
-    codes = np.select([truncated, odd, hr_zero], [1, 2, 3], 0)
-    names = ("", "truncated", "odd_rr_bytes", "hr_zero_no_rr")
-    malformed = {int(i): names[codes[i]] for i in np.flatnonzero(~ok)}
+    # Reasons only for the rejected few, the first that applies in parse_hrm's order.
+    bad = np.flatnonzero(~ok)
+    codes = np.where(truncated[bad], 0, np.where(odd[bad], 1, 2))
+    names = ("truncated", "odd_rr_bytes", "hr_zero_no_rr")
+    malformed = {i: names[c] for i, c in zip(bad.tolist(), codes.tolist())}
     # A rejected notification (HR 0, only zero RR values) adds nothing, counts nothing.
     return HeartRateMeasurements(
         ok=ok,

@@ -279,7 +279,7 @@ class LinkageTracker:
         """r of every lag (row) and window (column) for many windows, one lag at a
         time (``at``: where each window's stop falls in the own arrays)."""
         p, n, width = self._prefix, self.cfg.window_n, len(st)
-        if width > 1 and np.all(np.diff(at) == at[1] - at[0]):
+        if width > 1 and (at[1:] - at[:-1] == at[1] - at[0]).all():
             # Evenly spaced windows (batch: one per tick). Each own array is split once
             # into its ``step`` phases, contiguous, so that every lag's values are a
             # contiguous slice of one phase: arithmetic on strided views is slower.
@@ -328,7 +328,6 @@ def _pearson(sab, ua, ub, va, vb, wa, wb, out: np.ndarray | None = None) -> np.n
     r -= va * vb
     r *= wa
     r *= wb
-    # |r| <= 1 in exact arithmetic; rounding may step just outside (as np.corrcoef clips)
-    np.maximum(r, -1.0, out=r)
-    np.minimum(r, 1.0, out=r)
-    return r
+    # |r| <= 1 in exact arithmetic; rounding may step just outside (as np.corrcoef clips).
+    # np.clip is max then min in one pass, and keeps NaN as they do.
+    return np.clip(r, -1.0, 1.0, out=r)

@@ -236,9 +236,9 @@ def _validated(beats: NNSeriesLike, tick_t_s: np.ndarray) -> tuple[np.ndarray, .
     if len(nn) and nn.min() < 1:
         bad = int(np.argmin(nn))
         raise MetricsInputError(f"nn_units[{bad}] = {nn[bad]}: NN intervals must be >= 1 unit")
-    if not np.all(np.isfinite(t_s)) or not np.all(np.isfinite(ticks)):
+    if not np.isfinite(t_s).all() or not np.isfinite(ticks).all():
         raise MetricsInputError("beat times and tick times must be finite")
-    if len(t_s) > 1 and np.any(np.diff(t_s) < 0):
+    if len(t_s) > 1 and (t_s[1:] < t_s[:-1]).any():
         bad = int(np.argmax(np.diff(t_s) < 0)) + 1
         raise MetricsInputError(f"beat times go back in time at beat {bad}: t_s must be sorted")
     return t_s, nn, contiguous, ticks

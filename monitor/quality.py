@@ -80,7 +80,7 @@ def max_gap_s(
     a, b = np.maximum(lo, 1) - 1, hi - 1  # gaps a .. b-1 end at beats max(lo, 1) .. hi-1
     inner = np.full(len(ticks), -np.inf)
     ok = b > a
-    if np.any(ok):
+    if ok.any():
         levels = int(np.log2(len(gaps))) + 1
         table = np.full((levels, len(gaps)), -np.inf)  # table[k, i] = max(gaps[i : i + 2**k])
         table[0] = gaps
