@@ -291,24 +291,25 @@ class LinkageTracker:
                 return phases[first % step][first // step : first // step + width]
 
             def take_sums(x: np.ndarray, first: int) -> np.ndarray:
-                return x[first : first + step * (width - 1) + 1 : step]
+                return x[..., first : first + step * (width - 1) + 1 : step]
         else:
 
             def take(x: np.ndarray, first: int) -> np.ndarray:
-                return x[at + (first - int(at[0]))]
+                return x[..., at + (first - int(at[0]))]
 
             take_sums = take
 
         first_at, base = int(at[0]), p.base
         hi_col, lo_col = int(st[0]) - base, int(st[0]) - n - base
         r_all = np.empty((len(self.lags), width))
+        # Every lag's Σ a·b in one subtraction of two lags × windows blocks.
+        sums = p.sums[8 : 8 + len(self.lags)]
+        sab_all = take_sums(sums, hi_col) - take_sums(sums, lo_col)
         shifts = zip(self._shift_a[:, 0].tolist(), self._shift_b[:, 0].tolist())
         for row, (shift_a, shift_b) in enumerate(shifts):
             ua, va, wa = (take(x, first_at - shift_a) for x in own_a)
             ub, vb, wb = (take(x, first_at - shift_b) for x in own_b)
-            sums = p.sums[8 + row]
-            sab = take_sums(sums, hi_col) - take_sums(sums, lo_col)
-            _pearson(sab, ua, ub, va, vb, wa, wb, out=r_all[row])
+            _pearson(sab_all[row], ua, ub, va, vb, wa, wb, out=r_all[row])
         return r_all
 
 
