@@ -33,17 +33,19 @@ def rolling_floor(delta_bpm: np.ndarray, known: np.ndarray, n_look: int) -> np.n
     idx = np.arange(n)
     last_unknown = np.maximum.accumulate(np.where(known, -1, idx)) if n else idx
     length = np.minimum(n_look, idx - last_unknown)  # window length; 0 where unknown
-    levels = [np.where(known, delta_bpm, np.inf)]
-    while 2 ** len(levels) <= n_look:
-        w, prev = 2 ** (len(levels) - 1), levels[-1]
-        nxt = prev.copy()
-        np.minimum(prev[w:], prev[:-w], out=nxt[w:])
-        levels.append(nxt)
-    table = np.stack(levels)
+    n_levels = max(n_look.bit_length(), 1)  # levels k with 2**k <= n_look, level 0 always
+    table = np.empty((n_levels, n))  # filled level by level: no stacking afterwards
+    table[0] = np.where(known, delta_bpm, np.inf)
+    for k in range(1, n_levels):
+        w, prev = 2 ** (k - 1), table[k - 1]
+        table[k, :w] = prev[:w]
+        np.minimum(prev[w:], prev[:-w], out=table[k, w:])
     level = np.zeros(n, dtype=np.int64)
-    for k in range(1, len(levels)):
-        level[length >= 2**k] = k
-    floor = np.minimum(table[level, idx], table[level, np.minimum(idx - length + 2**level, idx)])
+    for k in range(1, n_levels):
+        level += length >= 2**k
+    # Both blocks read from the flat table (row * n + column): cheaper than 2-D indexing.
+    flat, row = table.reshape(-1), level * n
+    floor = np.minimum(flat[row + idx], flat[row + np.minimum(idx - length + (1 << level), idx)])
     return np.where(known, floor, np.nan)
 
 
