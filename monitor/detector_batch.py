@@ -87,9 +87,13 @@ def run_batch(
                 i = _skip_calm(det, i, next_busy[i], t, run_n, ready, calm_n, need_n)
                 if i >= n:
                     break
-        elif need_n and not det._flood_hold and all(a.prompted for a in det.active.values()):
-            # Only conditions of patterns already running may hold: nothing can start.
-            stop = min((_next_at(held_at[k], i, n) for k in KEYS if k not in det.active), default=n)
+        elif need_n and not det._flood_hold:
+            # Only conditions of patterns already running may hold: nothing can start;
+            # and a pattern still without its prompt waits for the gate to open.
+            waiting = [act for act in det.active.values() if not act.prompted]
+            stop = _gate_opens(det, waiting, t, i, n) if waiting else n
+            if stop > i:
+                stop = min(stop, min((_next_at(held_at[k], i, n) for k in KEYS if k not in det.active), default=n))
             if stop > i:
                 i = _coast(det, i, stop, gone, run_n, held)
                 if i >= n:
@@ -104,6 +108,27 @@ def _next_at(ticks: list[int], i: int, n: int) -> int:
     """The first of the sorted ``ticks`` at or after i (n if none)."""
     k = bisect_left(ticks, i)
     return ticks[k] if k < len(ticks) else n
+
+
+def _gate_opens(det: Detector, waiting: list, t: list[float], i: int, n: int) -> int:
+    """The first tick at or after i at which the prompt gate would let the prompt of
+    one of the ``waiting`` patterns through (n if none). Whether the gate allows a
+    prompt only turns from no to yes as time goes on (the cool-down runs out, old
+    prompts leave the rate window), so the tick is found by bisection."""
+    first = n
+    for act in waiting:
+        urgent = act.pattern == "flooding"  # as Detector._prompts: no cool-down for it
+        if det.gate.allows(t[i], ignore_cooldown=urgent):
+            return i
+        lo, hi = i + 1, first
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if det.gate.allows(t[mid], ignore_cooldown=urgent):
+                hi = mid
+            else:
+                lo = mid + 1
+        first = lo
+    return first
 
 
 def _calm_counts(det: Detector) -> tuple[list[float], int]:
@@ -144,7 +169,8 @@ def _coast(
     held: dict[tuple[str, str | None], list[bool]],
 ) -> int:
     """From tick i, while no flooding hold is open, every active pattern has had its
-    prompt and no other pattern's condition holds, only counters move: the active
+    prompt or waits for the prompt gate, and no other pattern's condition holds,
+    only counters move (``Detector._prompts`` changes nothing then): the active
     patterns' hold and gone counts and the recoveries' calm counts. Advance them tick
     by tick (as ``_advance`` would) up to ``stop``, or to the tick at which a pattern
     would end or a recovery complete, which is returned for ``_advance`` to play."""

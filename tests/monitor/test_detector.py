@@ -236,3 +236,43 @@ def test_no_prompt_while_signal_is_poor() -> None:
         d = 0.0 if i < 100 else 20.0
         events += det.step(float(i + 1), PartnerTick(d, 70 + d, False), PartnerTick(0.0, 70.0, True))
     assert [e for e in events if e.kind in ("pattern_start", "prompt")] == []
+
+
+def _wandering_partner(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """HR above baseline that drifts between calm, risen and flooded levels, with
+    stretches of missing data and of poor signal: delta, HR10 (bpm) and quality."""
+    delta, x, i = np.zeros(n), 0.0, 0
+    while i < n:
+        length, level = int(rng.integers(20, 400)), float(rng.choice([0.0, 12.0, 20.0, 35.0, -3.0]))
+        for j in range(i, min(n, i + length)):
+            x += (level - x) * rng.uniform(0.02, 0.2) + rng.normal(0.0, 0.7)
+            delta[j] = x
+        i += length
+    quality = rng.random(n) > 0.02
+    for _ in range(int(rng.integers(0, 4))):
+        start = int(rng.integers(0, n))
+        delta[start : start + int(rng.integers(1, 60))] = np.nan
+        quality[int(rng.integers(0, n)) :][: int(rng.integers(1, 100))] = False
+    return delta, 70.0 + delta + rng.normal(0.0, 0.3, n), quality & np.isfinite(delta)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_run_gives_the_events_of_step_while_prompts_wait_for_the_gate(seed: int) -> None:
+    # Short holds and long cool-downs: patterns often wait for the prompt gate, the
+    # stretch that batch mode skips over instead of stepping.
+    rng = np.random.default_rng(seed)
+    n, tick_s = 2000, (1.0, 0.5, 0.7)[seed % 3]
+    cfg = DetectorConfig(enter_hold_s=3.0, exit_hold_s=10.0, recovery_s=10.0, near_baseline_s=10.0)
+    gate = PromptConfig(cooldown_s=float(rng.choice([60.0, 300.0])), max_per_window=int(rng.choice([1, 2])), window_s=600.0)
+    t_s = np.arange(1, n + 1) * tick_s
+    columns = {p: _wandering_partner(rng, n) for p in "ab"}
+    live = Detector(cfg, PromptCatalogue.load(), gate, tick_s=tick_s)
+    stepped = []
+    for i in range(n):
+        ticks = (PartnerTick(float(columns[p][0][i]), float(columns[p][1][i]), bool(columns[p][2][i])) for p in "ab")
+        stepped += live.step(float(t_s[i]), *ticks)
+    batch = Detector(cfg, PromptCatalogue.load(), gate, tick_s=tick_s).run(
+        t_s, *({p: columns[p][k] for p in "ab"} for k in range(3))
+    )
+    assert sum(e.kind == "prompt" for e in stepped) >= 2
+    assert [e.to_json() for e in batch] == [e.to_json() for e in stepped]
