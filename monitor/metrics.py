@@ -17,7 +17,7 @@ from typing import Mapping, Protocol
 import numpy as np
 
 from devices.hrs import RR_UNITS_PER_SECOND
-from monitor.tick_counts import count_at_or_before
+from monitor.tick_counts import count_at_or_before, counts_back
 
 MS_PER_UNIT = 1000.0 / RR_UNITS_PER_SECOND  # exact in binary (0.9765625)
 BPM_UNITS = 60 * RR_UNITS_PER_SECOND  # HR in bpm = BPM_UNITS / NN in units
@@ -128,21 +128,6 @@ def _prefix(nn: np.ndarray, contiguous: np.ndarray) -> _Prefix:
     )
 
 
-def _ends(t_s: np.ndarray, tick_t_s: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
-    """Per tick, one past the last beat at or before it (the end of every window).
-
-    ``known`` caps it per tick: the number of leading beats available at that tick.
-    """
-    hi = count_at_or_before(t_s, tick_t_s)
-    return hi if known is None else np.minimum(hi, known)
-
-
-def _bounds(t_s: np.ndarray, tick_t_s: np.ndarray, window_s: float, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Index range [lo, hi) of the beats with time in (tick - window, tick], given the
-    windows' ends ``hi`` (``_ends``)."""
-    return np.minimum(count_at_or_before(t_s, tick_t_s - window_s), hi), hi
-
-
 def _nan_unless(ok: np.ndarray, value: np.ndarray) -> np.ndarray:
     return np.where(ok, value, np.nan)
 
@@ -181,9 +166,11 @@ def _hr_slope(
     nn: np.ndarray,
     tick_t_s: np.ndarray,
     cfg: MetricsConfig,
+    lo: np.ndarray,
     hi: np.ndarray,
 ) -> np.ndarray:
-    """Least-squares slope (bpm/min) of instantaneous HR against beat time, per tick.
+    """Least-squares slope (bpm/min) of instantaneous HR against beat time, per tick,
+    over the beats [lo, hi) of each tick's slope window.
 
     Beat times are quantised to 1/1024 s and HR to milli-bpm, and the times are
     centred on the middle of each window, so the fit's sums are exact integers
@@ -194,7 +181,6 @@ def _hr_slope(
     arithmetic modulo 2**64 and the shifted window sums are small, so they are exact.
     """
     w = cfg.slope_window_s
-    lo, hi = _bounds(t_s, tick_t_s, w, hi)
     n = hi - lo
     t_q = np.rint(t_s * RR_UNITS_PER_SECOND).astype(np.int64)
     hr_q = (2 * _HR_MILLI_BPM_UNITS + nn) // (2 * nn)  # round(1000 * 61440 / nn)
@@ -270,16 +256,21 @@ def compute_metrics(
     if available_t_s is not None:
         known = count_at_or_before(np.asarray(available_t_s, dtype=np.float64), ticks)
 
-    ends = _ends(t_s, ticks, known)
-    lo, hi = _bounds(t_s, ticks, cfg.hr_window_s, ends)
-    n10 = hi - lo
-    s10 = p.s1[hi] - p.s1[lo]
+    # Beats at or before each tick, and at or before the tick less each window length
+    # (s): one count for all when the ticks allow it (tick_counts.counts_back). A
+    # window [lo, hi) then holds the beats in (tick - window, tick] known at the tick.
+    windows_s = (cfg.hr_window_s, cfg.short_window_s, cfg.long_window_s, cfg.slope_window_s)
+    at_tick, *before = counts_back(t_s, ticks, (0.0, *windows_s))
+    ends = at_tick if known is None else np.minimum(at_tick, known)
+    lo10, lo30, lo60, lo_slope = (np.minimum(b, ends) for b in before)
+    n10 = ends - lo10
+    s10 = p.s1[ends] - p.s1[lo10]
     with np.errstate(divide="ignore", invalid="ignore"):
         hr10 = (n10 * BPM_UNITS).astype(np.float64) / s10
     hr10 = _nan_unless(n10 >= max(cfg.min_beats_hr, 1), hr10)
 
-    short = _hrv_window(p, *_bounds(t_s, ticks, cfg.short_window_s, ends), cfg.min_beats_short)
-    long = _hrv_window(p, *_bounds(t_s, ticks, cfg.long_window_s, ends), cfg.min_beats_long)
+    short = _hrv_window(p, lo30, ends, cfg.min_beats_short)
+    long = _hrv_window(p, lo60, ends, cfg.min_beats_long)
     return MetricFrame(
         tick_t_s=ticks,
         hr10_bpm=hr10,
@@ -294,7 +285,7 @@ def compute_metrics(
         ln_rmssd60=long["ln_rmssd"],
         sdnn60_ms=long["sdnn"],
         n_beats60=long["n"],
-        hr_slope15_bpm_per_min=_hr_slope(t_s, nn, ticks, cfg, ends),
+        hr_slope15_bpm_per_min=_hr_slope(t_s, nn, ticks, cfg, lo_slope, ends),
     )
 
 

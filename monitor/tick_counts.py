@@ -32,6 +32,24 @@ def count_at_or_before(t_s: np.ndarray, tick_t_s: np.ndarray) -> np.ndarray:
     return np.cumsum(counts[:m])
 
 
+def counts_back(t_s: np.ndarray, tick_t_s: np.ndarray, back_s: tuple[float, ...]) -> list[np.ndarray]:
+    """``count_at_or_before(t_s, tick_t_s - b)`` for each b (s) of ``back_s``.
+
+    For a batch's whole-second ticks in a row and whole-second b >= 0 (the metrics'
+    window lengths), every shifted tick is one of the seconds from the first tick less
+    the largest b up to the last tick: those are counted once and each b takes its
+    slice. Otherwise each b is counted on its own. The counts are the same either way.
+    """
+    ticks = np.asarray(tick_t_s, dtype=np.float64)
+    m = len(ticks)
+    whole = all(b >= 0 and float(b).is_integer() for b in back_s)
+    if not back_s or not whole or m < _MIN_TICKS_TO_COUNT or not _whole_seconds_in_a_row(ticks):
+        return [count_at_or_before(t_s, ticks - b) for b in back_s]
+    reach = int(max(back_s))
+    counts = count_at_or_before(t_s, np.arange(ticks[0] - reach, ticks[-1] + 1))
+    return [counts[reach - int(b) : reach - int(b) + m] for b in back_s]
+
+
 def _whole_seconds_in_a_row(ticks: np.ndarray) -> bool:
     """Are the ticks first, first + 1, ... (whole numbers, small enough to be exact)?"""
     first = ticks[0]
