@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from monitor.artifacts import ArtifactConfig, ArtifactInputError, check_times
-from monitor.tick_counts import count_at_or_before
+from monitor.tick_counts import count_at_or_before, counts_back
 
 
 def artifact_starts(corrected: np.ndarray, contiguous: np.ndarray) -> np.ndarray:
@@ -33,10 +33,10 @@ def _window_bounds(
     ticks = np.asarray(tick_t_s, dtype=np.float64)
     t = np.asarray(beat_t_s, dtype=np.float64)
     check_times(t)
-    hi = count_at_or_before(t, ticks)
+    hi, before = counts_back(t, ticks, (0.0, window_s))  # one count for both if it can
     if available_t_s is not None:
         hi = np.minimum(hi, count_at_or_before(np.asarray(available_t_s, dtype=np.float64), ticks))
-    lo = np.minimum(count_at_or_before(t, ticks - window_s), hi)
+    lo = np.minimum(before, hi)
     return ticks, t, lo, hi
 def correction_share(
     tick_t_s: np.ndarray,
