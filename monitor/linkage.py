@@ -25,9 +25,9 @@ from monitor.resample import UNITS_PER_MINUTE, resample_hr
 
 __all__ = ["UNITS_PER_MINUTE", "LinkageConfig", "LinkageTracker", "Prefix", "resample_hr"]
 _CHUNK_WINDOWS = 4096  # windows per pass in LinkageTracker.at: 1-D temporaries of 32 KiB
-_LAG_LOOP_WINDOWS = 32
+_LAG_LOOP_WINDOWS = 32  # from this many windows on, LinkageTracker._best loops over the lags
 _GATHER_SAMPLES = 64  # feeds up to this many samples gather every lag's products at once
-HR_SCALE = 16384  # fixed-point units per bpm of the summed HR (see the module notes)  # from this many windows on, LinkageTracker._best loops over the lags
+HR_SCALE = 16384  # fixed-point units per bpm of the summed HR (see the module notes)
 
 
 @dataclass(frozen=True)

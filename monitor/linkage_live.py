@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 
-
 from monitor.linkage import HR_SCALE, LinkageConfig, LinkageTracker
 from monitor.metrics_live import LiveNN
 from monitor.resample import UNITS_PER_MINUTE

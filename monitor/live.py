@@ -55,8 +55,6 @@ class _PartnerLive:
         self.gaps = LiveGaps()
         self._final: list[NNBeat] = []  # NN beats final since the last finalise
         self._last_corrected = False
-        self.n_final = 0  # raw beats whose results are final
-        self.n_corrected = 0
         self.connected = True
         self.settler = Settler(cfg.baseline, stored)
         self.settled_t_s: float | None = None
@@ -70,7 +68,6 @@ class _PartnerLive:
             self.gaps.append(t, arrival)
             for beat in self.corrector.push(rr, t, cont):
                 self._final += beat.nn
-                self.n_final += 1
 
     def finalise(self, t_s: float) -> None:
         """Add the NN beats that became final since the last call, available at ``t_s``."""
@@ -79,7 +76,6 @@ class _PartnerLive:
             start = corr and not (self._last_corrected and cont)  # as quality.artifact_starts
             self.nn.append(beat.t_s, beat.nn_units, cont, start, t_s)
             self._last_corrected = corr
-            self.n_corrected += int(corr)
         self._final.clear()
 
     def trim(self, before_t_s: float) -> None:
