@@ -23,7 +23,8 @@ from monitor.beats_batch import PartnerRecords, time_partner_beats
 from monitor.config import Config
 from monitor.detector import Detector
 from monitor.events import Event
-from monitor.linkage import LinkageTracker, resample_hr
+from monitor.linkage import resample_hr
+from monitor.linkage_batch import linkage_at
 from monitor.metrics import session_ticks
 from monitor.prompts import PromptCatalogue
 from monitor.quality import artifact_starts
@@ -228,9 +229,7 @@ def batch_linkage(ticks: np.ndarray, nn_by: dict[str, NNBeats], present: list[st
     lk = cfg.linkage
     stop = int(ticks[-1]) * lk.fs_hz + 1
     hr = {p: resample_hr(nn_by[p].t_s, nn_by[p].nn_units, nn_by[p].available_t_s, 1, stop, lk) for p in PARTNERS}
-    tracker = LinkageTracker(lk)
-    tracker.feed(hr["a"], hr["b"])
-    return tracker.at((ticks * lk.fs_hz).astype(np.int64))
+    return linkage_at(hr["a"], hr["b"], (ticks * lk.fs_hz).astype(np.int64), lk)
 
 
 def malformed_total(analysis: Analysis) -> Counter[str]:

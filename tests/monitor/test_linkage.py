@@ -1,11 +1,17 @@
-"""Linkage: LinkageTracker against a direct per-window computation (np.polyfit detrend,
-np.corrcoef, best |r| over the lags), known lags, missing data, live == batch to the
-bit (with Prefix.trim), precision over a long session, and resample_hr step hold."""
+"""Linkage: linkage_at (batch) against a direct per-window computation (np.polyfit
+detrend, np.corrcoef, best |r| over the lags), known lags, missing data, live
+(LiveLinkageTracker) == batch to the bit (with Prefix.trim), precision over a long
+session, and resample_hr step hold."""
+
+import tracemalloc
 
 import numpy as np
 import pytest
 
-from monitor.linkage import HR_SCALE, UNITS_PER_MINUTE, LinkageConfig, LinkageTracker, Prefix, resample_hr
+from monitor.linkage import HR_SCALE, UNITS_PER_MINUTE, LinkageConfig, resample_hr
+from monitor import linkage_batch
+from monitor.linkage_batch import linkage_at
+from monitor.linkage_live import LiveLinkageTracker, Prefix
 
 CFG = LinkageConfig()
 N_WIN = CFG.window_n  # 120 samples = 30 s at 4 Hz
@@ -102,9 +108,7 @@ def test_vectorised_reference_equals_the_scalar_one():
 
 
 def batch(a, b, stops, cfg=CFG):
-    tracker = LinkageTracker(cfg)
-    tracker.feed(a, b)
-    return tracker.at(np.asarray(stops))
+    return linkage_at(a, b, np.asarray(stops), cfg)
 
 
 def random_pair(seed: int, n: int, mean_a: float = 78.0, mean_b: float = 84.0):
@@ -186,6 +190,49 @@ def test_linear_trends_are_removed():
     np.testing.assert_array_equal(lag1, lag0)
 
 
+@pytest.mark.parametrize("span", [1, 7, 64, 333])
+def test_chunks_of_any_span_give_the_same_bits(monkeypatch, span):
+    # batch works the windows in chunks; where the cuts fall must not change a bit
+    a, b = with_gaps(*random_pair(20, 4 * 700), seed=20)
+    stops = np.arange(4, len(a) + 1, 4)
+    want = batch(a, b, stops)
+    monkeypatch.setattr(linkage_batch, "_CHUNK_SAMPLES", span)
+    for got, ref in zip(batch(a, b, stops), want):
+        np.testing.assert_array_equal(got, ref)
+
+
+def test_stops_in_any_order_and_repeated():
+    a, b = random_pair(21, 4 * 300)
+    stops = np.arange(FIRST_FULL - 3, len(a) + 1, 3)
+    r, lag = batch(a, b, stops)
+    shuffled = np.random.default_rng(21).permutation(np.concatenate([stops, stops[::5]]))
+    r2, lag2 = batch(a, b, shuffled)
+    where = np.searchsorted(stops, shuffled)
+    np.testing.assert_array_equal(r2, r[where])
+    np.testing.assert_array_equal(lag2, lag[where])
+
+
+def test_a_window_past_the_series_is_refused():
+    a, b = random_pair(22, 400)
+    with pytest.raises(ValueError, match="sample 401, after the last sample"):
+        batch(a, b, np.array([200, 401]))
+    with pytest.raises(ValueError, match="differ in length"):
+        batch(a, b[:-1], np.array([200]))
+
+
+def test_an_hour_is_worked_in_little_memory():
+    # the hour worked at once took 10 MiB (the sums of 41 lags alone 5 MiB): in
+    # chunks it takes under 4
+    n = 4 * 3600
+    a, b = random_pair(23, n)
+    stops = np.arange(4, n + 1, 4)
+    tracemalloc.start()
+    batch(a, b, stops)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 5 * 2**20, peak
+
+
 # --- missing and not-yet-full windows ------------------------------------------------
 
 
@@ -259,14 +306,13 @@ def test_flat_stretch_then_variation():
 
 
 def live(a, b, cfg=CFG, per_tick=4):
-    tracker = LinkageTracker(cfg)
+    tracker = LiveLinkageTracker(cfg)
     r = np.full(len(a) // per_tick, np.nan)
     lag = r.copy()
     for i in range(len(r)):
         s = slice(i * per_tick, (i + 1) * per_tick)
         tracker.feed(a[s], b[s])
-        ri, li = tracker.at(np.array([(i + 1) * per_tick]))
-        r[i], lag[i] = ri[0], li[0]
+        r[i], lag[i] = tracker.at_tick((i + 1) * per_tick)
         tracker.trim()
     return r, lag, tracker
 
@@ -306,11 +352,11 @@ def test_uneven_feeds_equal_one_feed():
     a, b = random_pair(15, 4 * 300)
     stops = np.arange(FIRST_FULL, len(a) + 1)
     r_b, lag_b = batch(a, b, stops)
-    tracker = LinkageTracker(CFG)
+    tracker = LiveLinkageTracker(CFG)
     cuts = [0, 1, 5, 5, 130, 131, 600, 1199, len(a)]
     for lo, hi in zip(cuts[:-1], cuts[1:]):
         tracker.feed(a[lo:hi], b[lo:hi])
-    r, lag = tracker.at(stops)
+    r, lag = np.array([tracker.at_tick(s) for s in stops.tolist()]).T
     np.testing.assert_array_equal(r, r_b)
     np.testing.assert_array_equal(lag, lag_b)
 

@@ -1,6 +1,6 @@
 """Live linkage (monitor/linkage_live.py) == batch: resample_hr_live against
-resample_hr, and LiveLinkageTracker fed a tick at a time against LinkageTracker fed
-once, to the last bit."""
+resample_hr, and LiveLinkageTracker fed a tick at a time against linkage_at over the
+whole series, to the last bit."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from monitor.linkage import LinkageConfig, LinkageTracker, resample_hr
+from monitor.linkage import LinkageConfig, resample_hr
+from monitor.linkage_batch import linkage_at
 from monitor.linkage_live import LiveLinkageTracker, resample_hr_live
 from monitor.metrics import MetricsConfig
 from monitor.metrics_live import LiveNN
@@ -72,10 +73,8 @@ def hr_series(seed: int, n_ticks: int, fs_hz: int) -> tuple[np.ndarray, np.ndarr
 def test_a_tick_at_a_time_equals_one_batch_feed(seed: int, cfg: LinkageConfig) -> None:
     n_ticks = 1500
     a, b = hr_series(seed, n_ticks, cfg.fs_hz)
-    batch = LinkageTracker(cfg)
-    batch.feed(a, b)
     stops = np.arange(1, n_ticks + 1) * cfg.fs_hz
-    want_r, want_lag = batch.at(stops)
+    want_r, want_lag = linkage_at(a, b, stops, cfg)
     live = LiveLinkageTracker(cfg)
     got_r, got_lag = [], []
     for k, stop in enumerate(stops.tolist()):
@@ -93,18 +92,6 @@ def test_a_tick_at_a_time_equals_one_batch_feed(seed: int, cfg: LinkageConfig) -
     assert live._prefix.base > 0  # old sums were dropped along the way
 
 
-def test_several_windows_at_once_still_give_batch_values() -> None:
-    cfg = LinkageConfig()
-    a, b = hr_series(7, 400, cfg.fs_hz)
-    batch, live = LinkageTracker(cfg), LiveLinkageTracker(cfg)
-    batch.feed(a, b)
-    for k in range(400):
-        live.feed(a[4 * k : 4 * k + 4], b[4 * k : 4 * k + 4])
-    stops = np.arange(150, 401) * 4
-    for got, want in zip(live.at(stops), batch.at(stops)):
-        assert same_bits(got, want)
-
-
 def test_of_equal_largest_r_the_first_lag_wins_as_in_batch() -> None:
     cfg = LinkageConfig()
     a = np.tile([70.0, 74.0, 79.0, 72.0, 68.0, 75.0, 71.0, 77.0], 100)  # period 2 s: r = 1 every 2 s of lag
@@ -113,9 +100,7 @@ def test_of_equal_largest_r_the_first_lag_wins_as_in_batch() -> None:
         live.feed(a[4 * k : 4 * k + 4], a[4 * k : 4 * k + 4])
     r, lag = live.at_tick(800)
     assert r == 1.0 and lag == -4.0  # -4, -2, 0, 2, 4 s all give r = 1: the first
-    batch = LinkageTracker(cfg)
-    batch.feed(a, a)
-    assert same_bits([lag], batch.at(np.array([800]))[1])
+    assert same_bits([lag], linkage_at(a, a, np.array([800]), cfg)[1])
 
 
 def test_a_sample_exactly_max_hold_s_after_the_beat_still_holds_it() -> None:
