@@ -40,6 +40,13 @@ class LinkageConfig:
     window_s: correlation window.
     max_lag_s: lags searched on either side.
     max_hold_s: an HR sample older than this since the last beat is missing (a gap).
+    delay_s: the linkage given at a tick is that of the window ending this many whole
+        seconds earlier, whose beats are all known by then. A beat is final two beats
+        after it (artifact correction looks that far ahead), and the notification
+        carrying that later beat can come a second after it: 2 to 3 s after the beat.
+        Without the delay, the newest beat a sample could count on was often more than
+        max_hold_s old, the sample counted as missing, and most windows held one (the
+        calm fixture had a linkage at 3 % of its ticks).
     hr_offset_bpm: subtracted before summing, to keep the sums small.
     min_sd_bpm: a window whose detrended HR has a smaller SD (bpm) is flat: it has no
         variation to correlate, so the linkage is NaN. The smallest real variation,
@@ -52,12 +59,15 @@ class LinkageConfig:
     window_s: float = 30.0
     max_lag_s: float = 5.0
     max_hold_s: float = 3.0
+    delay_s: int = 3
     hr_offset_bpm: float = 70.0
     min_sd_bpm: float = 0.001
 
     def __post_init__(self) -> None:
         if not isinstance(self.fs_hz, int) or isinstance(self.fs_hz, bool) or self.fs_hz < 1:
             raise ValueError(f"fs_hz must be a whole number of samples per second, got {self.fs_hz!r}")
+        if not isinstance(self.delay_s, int) or isinstance(self.delay_s, bool) or self.delay_s < 0:
+            raise ValueError(f"delay_s must be a whole number of seconds >= 0, got {self.delay_s!r}")
         if self.window_n < 3:
             raise ValueError(f"window_s = {self.window_s} s gives fewer than 3 samples at {self.fs_hz} Hz")
         if self.max_lag_s < 0 or self.max_hold_s <= 0 or self.min_sd_bpm <= 0:

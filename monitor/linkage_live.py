@@ -25,12 +25,13 @@ from monitor.resample import UNITS_PER_MINUTE
 def resample_hr_live(nn: LiveNN, first_sample: int, stop_sample: int, cfg: LinkageConfig) -> list[float]:
     """``resample.resample_hr`` over the beats of ``nn``: HR (bpm) of the latest beat at
     or before each sample j / fs_hz, j in [first_sample, stop_sample), counting only
-    beats final by the whole second that first covers the sample; NaN past max_hold_s."""
+    beats final ``cfg.delay_s`` after the whole second that first covers the sample;
+    NaN past max_hold_s."""
     t_s, nn_units, available = nn.t_s, nn.nn_units, nn.available_t_s
     out = []
     for j in range(first_sample, stop_sample):
         s_t = j / cfg.fs_hz
-        known = bisect_right(available, float(math.ceil(s_t)))
+        known = bisect_right(available, float(math.ceil(s_t) + cfg.delay_s))
         last = min(bisect_right(t_s, s_t), known) - 1
         # Kept beats start at or before any tick still to come (LiveNN.trim), so a
         # sample never needs a forgotten beat.

@@ -114,7 +114,7 @@ class LivePipeline:
         self._taken = 0  # ticks handed out by take_ticks()
         self.events: list[Event] = []
         # Beats older than this before a tick are in no window (nor hold) of it or later.
-        self._lookback_s = max(cfg.metrics.lookback_s, cfg.artifacts.quality_window_s, cfg.linkage.max_hold_s + 1.0) + 5.0
+        self._lookback_s = max(cfg.metrics.lookback_s, cfg.artifacts.quality_window_s, cfg.linkage.max_hold_s + cfg.linkage.delay_s + 1.0) + 5.0
 
     def take_ticks(self) -> list[TickState]:
         """The ticks evaluated since the last call, in order."""
@@ -195,12 +195,13 @@ class LivePipeline:
         events.sort(key=tick_event_key)
 
         link_r = link_lag = math.nan
-        if len(self._p) == 2:
-            lk = cfg.linkage
-            first, stop = int(t - 1) * lk.fs_hz + 1, int(t) * lk.fs_hz + 1
+        lk = cfg.linkage
+        until = int(t) - lk.delay_s  # the linkage window ends delay_s before the tick
+        if len(self._p) == 2 and until >= 1:
+            first, stop = (until - 1) * lk.fs_hz + 1, until * lk.fs_hz + 1
             hr = {p: resample_hr_live(self._p[p].nn, first, stop, lk) for p in PARTNERS}
             self.linkage.feed(hr["a"], hr["b"])
-            link_r, link_lag = self.linkage.at_tick(int(t) * lk.fs_hz)
+            link_r, link_lag = self.linkage.at_tick(until * lk.fs_hz)
             self.linkage.trim()
 
         active = [{"pattern": a.pattern, "partner": a.partner, "start_t": a.start_t_s} for a in self.detector.active.values()]

@@ -222,14 +222,16 @@ def analyze_records(
 
 
 def batch_linkage(ticks: np.ndarray, nn_by: dict[str, NNBeats], present: list[str], cfg: Config) -> tuple[np.ndarray, np.ndarray]:
-    """Linkage at every tick (NaN without two partners)."""
+    """Linkage at every tick: of the window ending ``delay_s`` before it (NaN without
+    two partners)."""
     if len(present) < 2 or len(ticks) == 0:
         nan = np.full(len(ticks), np.nan)
         return nan, nan.copy()
     lk = cfg.linkage
-    stop = int(ticks[-1]) * lk.fs_hz + 1
+    until = ticks.astype(np.int64) - lk.delay_s  # each window ends delay_s before its tick
+    stop = max(int(until[-1]), 0) * lk.fs_hz + 1
     hr = {p: resample_hr(nn_by[p].t_s, nn_by[p].nn_units, nn_by[p].available_t_s, 1, stop, lk) for p in PARTNERS}
-    return linkage_at(hr["a"], hr["b"], (ticks * lk.fs_hz).astype(np.int64), lk)
+    return linkage_at(hr["a"], hr["b"], until * lk.fs_hz, lk)
 
 
 def malformed_total(analysis: Analysis) -> Counter[str]:

@@ -1,9 +1,10 @@
 """The 4 Hz heart-rate series that linkage correlates, resampled from NN beats.
 
 A step hold: each sample takes the HR of the latest beat at or before it, counting only
-beats already final at the whole second that first covers the sample, so a sample never
-changes once computed and live and batch runs resample alike (linkage.py uses it; the
-exports write the same series).
+beats already final ``delay_s`` seconds after the whole second that first covers the
+sample (the tick at which live mode works it out), so a sample never changes once
+computed and live and batch runs resample alike (linkage.py uses it; the exports write
+the same series).
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ def resample_hr(
     """Instantaneous HR (bpm) on the grid j / fs_hz for j in [first_sample, stop_sample).
 
     Each sample holds the HR of the latest beat at or before it (step hold: causal, so a
-    sample never changes once computed), counting only beats already available at the
-    whole second that first covers the sample. NaN where no beat is within max_hold_s.
+    sample never changes once computed), counting only beats already available
+    ``cfg.delay_s`` after the whole second that first covers the sample. NaN where no
+    beat is within max_hold_s.
     """
     j = np.arange(first_sample, stop_sample, dtype=np.int64)
     if len(j) == 0:
@@ -40,7 +42,7 @@ def resample_hr(
     s_t = j / cfg.fs_hz
     tick_t = np.ceil(s_t)
     # Beats available by each whole second, looked up once per second, not per sample.
-    seconds = np.arange(tick_t[0], tick_t[-1] + 1)
+    seconds = np.arange(tick_t[0], tick_t[-1] + 1) + cfg.delay_s
     available = count_at_or_before(available_t_s, seconds)[(tick_t - tick_t[0]).astype(np.int64)]
     last = np.minimum(_beats_by_sample(beat_t_s, first_sample, stop_sample, cfg.fs_hz), available) - 1
     out = np.full(j.shape, np.nan)

@@ -41,7 +41,6 @@ def summarize(analysis: Analysis) -> dict[str, Any]:
     """The summary object of `coreg analyze --json`."""
     prompts = [e for e in analysis.events if e.kind == "prompt"]
     recovered = {e.data["prompt_t"]: e.data["recovery_s"] for e in analysis.events if e.kind == "recovered"}
-    n_ticks = max(len(analysis.tick_t_s), 1)
     partners = {}
     for p, res in analysis.partners.items():
         q = res.ticks
@@ -51,7 +50,7 @@ def summarize(analysis: Analysis) -> dict[str, Any]:
             "settled_s": res.settled_t_s,
             "beats": res.n_raw_beats,
             "corrected_beats": res.n_corrected_beats,
-            "low_quality_share": rounded(float(np.mean(q.connected & ~q.quality_ok)) if n_ticks else 0.0, 4),
+            "low_quality_share": rounded(float(np.mean(q.connected & ~q.quality_ok)) if len(q.connected) else 0.0, 4),
             "disconnected_s": float(np.sum(~q.connected)),
             "malformed": res.malformed,
             "mean_hr_bpm": rounded(float(np.nanmean(q.metrics.hr10_bpm)) if np.isfinite(q.metrics.hr10_bpm).any() else float("nan")),

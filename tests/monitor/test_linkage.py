@@ -409,25 +409,45 @@ NN_UNITS = np.array([1024, 960, 768, 512, 1024, 2048])  # 60, 64, 80, 120, 60, 3
 AVAILABLE_T_S = np.array([1.0, 1.0, 2.4, 2.4, 6.2, 6.9])  # when the pipeline knew each beat
 
 
+# Sample time (s) -> HR (bpm), when each sample counts the beats known at its own tick.
+HAND_EXPECTED = {
+    0.25: np.nan,  # no beat yet
+    0.5: 60, 0.75: 60,
+    1.0: 64,  # beat at 0.9, known at tick 1
+    1.25: 64, 1.5: 64,
+    1.75: 64,  # the 1.7 s beat (80 bpm) arrives at 2.4: not known at tick 2
+    2.0: 64,  # likewise the 2.0 s beat
+    2.25: 120,  # tick 3 knows both; the latest at or before 2.25 s is 2.0 s
+    **{x: 120 for x in np.arange(2.5, 5.01, 0.25)},  # held until 3.0 s after the beat
+    5.25: np.nan, 5.5: np.nan, 5.75: np.nan,
+    6.0: np.nan,  # the 6.0 s beat arrives at 6.2: unknown at tick 6
+    6.25: 60,
+    6.5: 30, 6.75: 30, 7.0: 30, 7.25: 30, 7.5: 30, 7.75: 30, 8.0: 30,
+}
+
+NO_DELAY = LinkageConfig(delay_s=0)
+
+
 def test_resample_step_hold_by_hand():
-    hr = resample_hr(BEAT_T_S, NN_UNITS, AVAILABLE_T_S, 1, 33, CFG)
+    hr = resample_hr(BEAT_T_S, NN_UNITS, AVAILABLE_T_S, 1, 33, NO_DELAY)
     t = np.arange(1, 33) / 4
-    expected = {
-        0.25: np.nan,  # no beat yet
-        0.5: 60, 0.75: 60,
-        1.0: 64,  # beat at 0.9, known at tick 1
-        1.25: 64, 1.5: 64,
-        1.75: 64,  # the 1.7 s beat (80 bpm) arrives at 2.4: not known at tick 2
-        2.0: 64,  # likewise the 2.0 s beat
-        2.25: 120,  # tick 3 knows both; the latest at or before 2.25 s is 2.0 s
-        **{x: 120 for x in np.arange(2.5, 5.01, 0.25)},  # held until 3.0 s after the beat
-        5.25: np.nan, 5.5: np.nan, 5.75: np.nan,
-        6.0: np.nan,  # the 6.0 s beat arrives at 6.2: unknown at tick 6
-        6.25: 60,
-        6.5: 30, 6.75: 30, 7.0: 30, 7.25: 30, 7.5: 30, 7.75: 30, 8.0: 30,
+    assert sorted(HAND_EXPECTED) == list(t)
+    np.testing.assert_array_equal(hr, [HAND_EXPECTED[x] for x in t])
+
+
+def test_resample_with_a_delay_counts_the_beats_known_that_much_later():
+    hr = resample_hr(BEAT_T_S, NN_UNITS, AVAILABLE_T_S, 1, 33, LinkageConfig(delay_s=1))
+    t = np.arange(1, 33) / 4
+    expected = HAND_EXPECTED | {
+        1.75: 80, 2.0: 120,  # known at 2.4, by tick 2 + 1 s
+        6.0: 60,  # known at 6.2, by tick 6 + 1 s
     }
-    assert sorted(expected) == list(t)
     np.testing.assert_array_equal(hr, [expected[x] for x in t])
+    # a delay as long as any beat takes to be known: every sample is the true step hold
+    hr = resample_hr(BEAT_T_S, NN_UNITS, AVAILABLE_T_S, 1, 33, LinkageConfig(delay_s=2))
+    latest = np.searchsorted(BEAT_T_S, t, side="right") - 1
+    hold = np.where((latest >= 0) & (t - BEAT_T_S[latest] <= 3.0), UNITS_PER_MINUTE / NN_UNITS[latest], np.nan)
+    np.testing.assert_array_equal(hr, hold)
 
 
 def test_resample_values_are_units_per_minute_over_nn():

@@ -35,17 +35,19 @@ def nn_beats(seed: int, n: int = 2000) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-@pytest.mark.parametrize("cfg", [LinkageConfig(), LinkageConfig(fs_hz=5, max_hold_s=1.5)])
+@pytest.mark.parametrize("cfg", [LinkageConfig(), LinkageConfig(fs_hz=5, max_hold_s=1.5, delay_s=0)])
 def test_resampling_a_tick_at_a_time_equals_resample_hr(seed: int, cfg: LinkageConfig) -> None:
     t_s, nn, available = nn_beats(seed)
     last_tick = math.ceil(available[-1]) + 10
     whole = resample_hr(t_s, nn, available, 1, last_tick * cfg.fs_hz + 1, cfg)
     live, got, fed = LiveNN(MetricsConfig()), [], 0
-    for tick in range(1, last_tick + 1):
+    for tick in range(1, last_tick + cfg.delay_s + 1):
         while fed < len(t_s) and available[fed] <= tick:
             live.append(t_s[fed], nn[fed], True, False, available[fed])
             fed += 1
-        got += resample_hr_live(live, (tick - 1) * cfg.fs_hz + 1, tick * cfg.fs_hz + 1, cfg)
+        done = tick - cfg.delay_s  # as live mode: the samples of delay_s ago
+        if done >= 1:
+            got += resample_hr_live(live, (done - 1) * cfg.fs_hz + 1, done * cfg.fs_hz + 1, cfg)
         live.trim(tick - KEEP_S)
     assert same_bits(got, whole)
     assert np.isnan(whole).sum() > 1000 and np.isfinite(whole).sum() > 3000

@@ -1,14 +1,17 @@
 """Batch pipeline pieces: availability of beats, settle-in, quality changes, stored
-baselines, and single-partner recordings."""
+baselines, single-partner recordings, and how much of a session has a linkage."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from devices.recording import read_records
 from monitor.baseline import Baseline, BaselineConfig
+from monitor.config import Config
+from monitor.linkage import LinkageConfig
 from monitor.pipeline import analyze_records
 from monitor.stages import quality_changes, raw_available_t_s, settle_index
 
@@ -65,3 +68,22 @@ def test_single_partner_recording_has_metrics_but_no_dyad() -> None:
     assert np.isnan(analysis.linkage_r).all()
     hr = analysis.partners["a"].ticks.metrics.hr10_bpm
     assert 60 < np.nanmedian(hr) < 100
+
+
+def test_linkage_is_known_wherever_both_straps_give_beats() -> None:
+    # The windows end delay_s before their tick, when their beats are final: every tick
+    # after the first window has a linkage, but for the seconds a strap is away.
+    cfg = Config()
+    lk = cfg.linkage
+    first = lk.delay_s + lk.window_s + lk.max_lag_s  # the first tick with a full window at every lag
+    for name, least in (("sim_calm", 1.0), ("sim_divergence", 1.0), ("sim_disconnect", 0.9), ("sim_artifacts", 0.9)):
+        header, records = read_records(FIXTURES / f"{name}.jsonl.gz")
+        analysis = analyze_records(header, records, cfg)
+        known = np.isfinite(analysis.linkage_r)
+        assert not known[analysis.tick_t_s < first].any()
+        share = known[analysis.tick_t_s >= first].mean()
+        assert share >= least, (name, share)
+        # with no delay, a sample's newest known beat is often older than max_hold_s
+        if name == "sim_calm":
+            undelayed = analyze_records(header, records, replace(cfg, linkage=LinkageConfig(delay_s=0)))
+            assert np.isfinite(undelayed.linkage_r).mean() < 0.2
