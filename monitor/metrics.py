@@ -17,7 +17,7 @@ from typing import Mapping, Protocol
 import numpy as np
 
 from devices.hrs import RR_UNITS_PER_SECOND
-from monitor.tick_counts import count_at_or_before, counts_back
+from monitor.tick_counts import window_bounds
 
 MS_PER_UNIT = 1000.0 / RR_UNITS_PER_SECOND  # exact in binary (0.9765625)
 BPM_UNITS = 60 * RR_UNITS_PER_SECOND  # HR in bpm = BPM_UNITS / NN in units
@@ -96,53 +96,59 @@ class MetricFrame:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-@dataclass(frozen=True)
-class _Prefix:
-    """Exact integer prefix sums over the beats; element k sums beats [0, k)."""
-
-    n: np.ndarray  # 0..len
-    s1: np.ndarray  # sum of nn
-    s2: np.ndarray  # sum of nn^2
-    d2: np.ndarray  # sum of squared successive differences ending at a beat
-    nd: np.ndarray  # count of those differences
+# Rows of the prefix-sum table that _prefix builds; element [row, k] sums beats [0, k).
+_S1, _S2, _D2, _ND = 0, 1, 2, 3  # NN, NN², squared successive differences, their count
+_ST, _STT, _STY, _SY = 4, 5, 6, 7  # the slope's quantised t, t², t·HR, HR (see _hr_slope)
 
 
-def _cumsum0(x: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(x) + 1, np.int64)
-    np.cumsum(x, out=out[1:])
-    return out
-
-
-def _prefix(nn: np.ndarray, contiguous: np.ndarray) -> _Prefix:
-    diff = np.zeros(len(nn), np.int64)
-    diff[1:] = np.diff(nn)
+def _prefix(t_s: np.ndarray, nn: np.ndarray, contiguous: np.ndarray) -> np.ndarray:
+    """Exact int64 prefix sums of every per-beat term a window needs, one row each (the
+    rows above): one cumsum builds them all and one gather per window bound reads them
+    all, instead of a call per term, per window and per bound."""
+    m = len(nn)
+    terms = np.empty((8, m), np.int64)
+    terms[_S1] = nn
+    np.multiply(nn, nn, out=terms[_S2])
     valid = contiguous.copy()
     valid[:1] = False  # the first beat given has no predecessor here
+    diff = terms[_D2]
+    diff[:1] = 0
+    np.subtract(nn[1:], nn[:-1], out=diff[1:])
     diff[~valid] = 0
-    return _Prefix(
-        n=np.arange(len(nn) + 1, dtype=np.int64),
-        s1=_cumsum0(nn),
-        s2=_cumsum0(nn * nn),
-        d2=_cumsum0(diff * diff),
-        nd=_cumsum0(valid.astype(np.int64)),
-    )
+    np.multiply(diff, diff, out=diff)
+    terms[_ND] = valid
+    t_q = np.rint(t_s * RR_UNITS_PER_SECOND).astype(np.int64)
+    hr_q = (2 * _HR_MILLI_BPM_UNITS + nn) // (2 * nn)  # round(1000 * 61440 / nn)
+    terms[_ST] = t_q
+    np.multiply(t_q, t_q, out=terms[_STT])
+    np.multiply(t_q, hr_q, out=terms[_STY])
+    terms[_SY] = hr_q
+    out = np.zeros((8, m + 1), np.int64)
+    # The slope rows may wrap (see _hr_slope); integer array arithmetic wraps silently.
+    np.cumsum(terms, axis=1, out=out[:, 1:])
+    return out
 
 
 def _nan_unless(ok: np.ndarray, value: np.ndarray) -> np.ndarray:
     return np.where(ok, value, np.nan)
 
 
-def _hrv_window(p: _Prefix, lo: np.ndarray, hi: np.ndarray, min_beats: int) -> dict[str, np.ndarray]:
-    """Mean NN, RMSSD, ln RMSSD, SDNN (ms) and beat count for windows [lo, hi)."""
+def _hrv_windows(
+    p: np.ndarray, at_end: np.ndarray, lo: np.ndarray, hi: np.ndarray, min_beats: tuple[int, ...]
+) -> dict[str, np.ndarray]:
+    """Mean NN, RMSSD, ln RMSSD, SDNN (ms) and beat count for windows [lo, hi), one row
+    per window (lo has a row per window, hi is shared; at_end is p at hi). Rows are
+    worked together: the same element-wise arithmetic, fewer NumPy calls."""
     n = hi - lo
-    s1 = p.s1[hi] - p.s1[lo]
-    s2 = p.s2[hi] - p.s2[lo]
+    s1 = at_end[_S1] - p[_S1][lo]
+    s2 = at_end[_S2] - p[_S2][lo]
     # Differences end at beats lo+1 .. hi-1: both beats of a pair lie in the window.
     first_pair = np.minimum(lo + 1, hi)
-    d2 = p.d2[hi] - p.d2[first_pair]
-    nd = p.nd[hi] - p.nd[first_pair]
-    enough = n >= max(min_beats, 2)
-    enough_d = enough & (nd >= max(min_beats - 1, 1))
+    d2 = at_end[_D2] - p[_D2][first_pair]
+    nd = at_end[_ND] - p[_ND][first_pair]
+    need = np.array(min_beats, dtype=np.int64)[:, None]
+    enough = n >= np.maximum(need, 2)
+    enough_d = enough & (nd >= np.maximum(need - 1, 1))
     with np.errstate(divide="ignore", invalid="ignore"):
         mean_nn = (s1 * 1000).astype(np.float64) / (n * RR_UNITS_PER_SECOND)
         # n*S2 - S1^2 is an exact integer: no cancellation before the one division.
@@ -162,15 +168,15 @@ def _hrv_window(p: _Prefix, lo: np.ndarray, hi: np.ndarray, min_beats: int) -> d
 
 
 def _hr_slope(
-    t_s: np.ndarray,
-    nn: np.ndarray,
+    p: np.ndarray,
+    at_end: np.ndarray,
     tick_t_s: np.ndarray,
     cfg: MetricsConfig,
     lo: np.ndarray,
     hi: np.ndarray,
 ) -> np.ndarray:
     """Least-squares slope (bpm/min) of instantaneous HR against beat time, per tick,
-    over the beats [lo, hi) of each tick's slope window.
+    over the beats [lo, hi) of each tick's slope window (p, at_end: as _hrv_windows).
 
     Beat times are quantised to 1/1024 s and HR to milli-bpm, and the times are
     centred on the middle of each window, so the fit's sums are exact integers
@@ -182,21 +188,17 @@ def _hr_slope(
     """
     w = cfg.slope_window_s
     n = hi - lo
-    t_q = np.rint(t_s * RR_UNITS_PER_SECOND).astype(np.int64)
-    hr_q = (2 * _HR_MILLI_BPM_UNITS + nn) // (2 * nn)  # round(1000 * 61440 / nn)
     centre_q = np.rint((tick_t_s - w / 2) * RR_UNITS_PER_SECOND).astype(np.int64)
-    with np.errstate(over="ignore"):
-        st, stt, sty, sy_all = (_cumsum0(v) for v in (t_q, t_q * t_q, t_q * hr_q, hr_q))
-        sx = np.zeros(len(tick_t_s), np.int64)
-        sy, sxx, sxy = sx.copy(), sx.copy(), sx.copy()
-        for start in range(0, len(tick_t_s), _SLOPE_CHUNK_ELEMENTS):  # ticks per pass: bounds the temporaries
-            part = slice(start, start + _SLOPE_CHUNK_ELEMENTS)
-            a, b, c, m = lo[part], hi[part], centre_q[part], n[part]
-            s_t = st[b] - st[a]
-            sy[part] = sy_all[b] - sy_all[a]
-            sx[part] = s_t - m * c
-            sxx[part] = (stt[b] - stt[a]) - 2 * c * s_t + m * c * c
-            sxy[part] = (sty[b] - sty[a]) - c * sy[part]
+    sx = np.zeros(len(tick_t_s), np.int64)
+    sy, sxx, sxy = sx.copy(), sx.copy(), sx.copy()
+    for start in range(0, len(tick_t_s), _SLOPE_CHUNK_ELEMENTS):  # ticks per pass: bounds the temporaries
+        part = slice(start, start + _SLOPE_CHUNK_ELEMENTS)
+        c, m = centre_q[part], n[part]
+        s_t, s_tt, s_ty, s_y = at_end[_ST:, part] - np.take(p[_ST:], lo[part], axis=1)
+        sy[part] = s_y
+        sx[part] = s_t - m * c
+        sxx[part] = s_tt - 2 * c * s_t + m * c * c
+        sxy[part] = s_ty - c * s_y
     den = n * sxx - sx * sx  # exact: |x| <= w/2 in 1/1024 s
     num = n.astype(np.float64) * sxy - sx.astype(np.float64) * sy
     ok = (n >= max(cfg.min_beats_slope, 2)) & (den > 0)
@@ -250,28 +252,38 @@ def compute_metrics(
     known. A batch caller passes it so that tick T uses only beats known by T, as a
     live caller (who only has those) does.
     """
-    t_s, nn, contiguous, ticks = _validated(beats, tick_t_s)
-    p = _prefix(nn, contiguous)
-    known = None
-    if available_t_s is not None:
-        known = count_at_or_before(np.asarray(available_t_s, dtype=np.float64), ticks)
+    return metrics_and_windows(beats, tick_t_s, cfg, available_t_s)[0]
 
-    # Beats at or before each tick, and at or before the tick less each window length
-    # (s): one count for all when the ticks allow it (tick_counts.counts_back). A
-    # window [lo, hi) then holds the beats in (tick - window, tick] known at the tick.
+
+def metrics_and_windows(
+    beats: NNSeriesLike,
+    tick_t_s: np.ndarray,
+    cfg: MetricsConfig = MetricsConfig(),
+    available_t_s: np.ndarray | None = None,
+    more_windows_s: tuple[float, ...] = (),
+) -> tuple[MetricFrame, np.ndarray, list[np.ndarray]]:
+    """compute_metrics, and the beats [lo, hi) of ``more_windows_s`` (s) at each tick,
+    from the same counts (a caller with other windowed values need not count again).
+
+    Returns the frame, hi (shared by every window) and one lo per extra window, as
+    ``tick_counts.window_bounds`` gives them.
+    """
+    t_s, nn, contiguous, ticks = _validated(beats, tick_t_s)
+    # A window [lo, hi) holds the beats in (tick - window, tick] known at the tick.
     windows_s = (cfg.hr_window_s, cfg.short_window_s, cfg.long_window_s, cfg.slope_window_s)
-    at_tick, *before = counts_back(t_s, ticks, (0.0, *windows_s))
-    ends = at_tick if known is None else np.minimum(at_tick, known)
-    lo10, lo30, lo60, lo_slope = (np.minimum(b, ends) for b in before)
+    ends, starts = window_bounds(t_s, ticks, (*windows_s, *more_windows_s), available_t_s)
+    lo10, lo30, lo60, lo_slope = starts[:4]
+    p = _prefix(t_s, nn, contiguous)
+    at_end = np.take(p, ends, axis=1)
     n10 = ends - lo10
-    s10 = p.s1[ends] - p.s1[lo10]
+    s10 = at_end[_S1] - p[_S1][lo10]
     with np.errstate(divide="ignore", invalid="ignore"):
         hr10 = (n10 * BPM_UNITS).astype(np.float64) / s10
     hr10 = _nan_unless(n10 >= max(cfg.min_beats_hr, 1), hr10)
 
-    short = _hrv_window(p, lo30, ends, cfg.min_beats_short)
-    long = _hrv_window(p, lo60, ends, cfg.min_beats_long)
-    return MetricFrame(
+    hrv = _hrv_windows(p, at_end, np.stack((lo30, lo60)), ends, (cfg.min_beats_short, cfg.min_beats_long))
+    short, long = ({k: v[row] for k, v in hrv.items()} for row in (0, 1))
+    frame = MetricFrame(
         tick_t_s=ticks,
         hr10_bpm=hr10,
         n_beats10=n10.astype(np.float64),
@@ -285,8 +297,9 @@ def compute_metrics(
         ln_rmssd60=long["ln_rmssd"],
         sdnn60_ms=long["sdnn"],
         n_beats60=long["n"],
-        hr_slope15_bpm_per_min=_hr_slope(t_s, nn, ticks, cfg, lo_slope, ends),
+        hr_slope15_bpm_per_min=_hr_slope(p, at_end, ticks, cfg, lo_slope, ends),
     )
+    return frame, ends, starts[4:]
 
 
 def compute_metrics_by_partner(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from monitor.artifacts import ArtifactConfig, ArtifactInputError, check_times
-from monitor.tick_counts import count_at_or_before, counts_back
+from monitor.tick_counts import window_bounds
 
 
 def artifact_starts(corrected: np.ndarray, contiguous: np.ndarray) -> np.ndarray:
@@ -33,11 +33,10 @@ def _window_bounds(
     ticks = np.asarray(tick_t_s, dtype=np.float64)
     t = np.asarray(beat_t_s, dtype=np.float64)
     check_times(t)
-    hi, before = counts_back(t, ticks, (0.0, window_s))  # one count for both if it can
-    if available_t_s is not None:
-        hi = np.minimum(hi, count_at_or_before(np.asarray(available_t_s, dtype=np.float64), ticks))
-    lo = np.minimum(before, hi)
+    hi, (lo,) = window_bounds(t, ticks, (window_s,), available_t_s)
     return ticks, t, lo, hi
+
+
 def correction_share(
     tick_t_s: np.ndarray,
     beat_t_s: np.ndarray,
@@ -55,7 +54,14 @@ def correction_share(
     corr = np.asarray(corrected, dtype=bool)
     if corr.shape != t.shape:
         raise ArtifactInputError(f"corrected has shape {corr.shape}, beat_t_s {t.shape}")
-    done = np.concatenate(([0], np.cumsum(corr, dtype=np.int64)))
+    return share_in_windows(corr, lo, hi)
+
+
+def share_in_windows(flagged: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Share (0-1) of flagged beats among the beats [lo, hi) of each window (NaN when
+    empty): correction_share once the windows are known (stages.partner_ticks has them
+    from the metrics' count)."""
+    done = np.concatenate(([0], np.cumsum(flagged, dtype=np.int64)))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(hi > lo, (done[hi] - done[lo]) / (hi - lo), np.nan)
 
@@ -81,14 +87,16 @@ def max_gap_s(
     inner = np.full(len(ticks), -np.inf)
     ok = b > a
     if ok.any():
-        levels = int(np.log2(len(gaps))) + 1
+        widths = b[ok] - a[ok]
+        # Levels up to the widest window's: a 30-s window spans some 2**6 gaps, not all.
+        levels = int(np.log2(widths.max())) + 1
         table = np.full((levels, len(gaps)), -np.inf)  # table[k, i] = max(gaps[i : i + 2**k])
         table[0] = gaps
         for k in range(1, levels):
             width = len(gaps) - 2**k + 1
             half = 2 ** (k - 1)
             table[k, :width] = np.maximum(table[k - 1, :width], table[k - 1, half : half + width])
-        level = np.log2(b[ok] - a[ok]).astype(np.int64)
+        level = np.log2(widths).astype(np.int64)
         inner[ok] = np.maximum(table[level, a[ok]], table[level, b[ok] - 2**level])
     return np.maximum(inner, tail)
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from monitor.quality import correction_share, max_gap_s
+from monitor.quality import max_gap_s, share_in_windows
 from monitor.baseline import Baseline, BaselineConfig, activation, settle_baseline
 from monitor.config import Config
-from monitor.metrics import MetricFrame, NNSeries, compute_metrics
+from monitor.metrics import MetricFrame, NNSeries, metrics_and_windows
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,9 +87,10 @@ def partner_ticks(
 ) -> PartnerTicks:
     """Metrics and signal quality of one partner at each tick (s)."""
     series = NNSeries(t_s=nn.t_s, nn_units=nn.nn_units, contiguous=nn.contiguous)
-    metrics = compute_metrics(series, tick_t_s, cfg.metrics, available_t_s=nn.available_t_s)
     a = cfg.artifacts
-    share = correction_share(tick_t_s, nn.t_s, nn.artifact_start, a.quality_window_s, nn.available_t_s)
+    # The correction share's window comes from the metrics' count of the same beats.
+    metrics, hi, (lo,) = metrics_and_windows(series, tick_t_s, cfg.metrics, nn.available_t_s, (a.quality_window_s,))
+    share = share_in_windows(np.asarray(nn.artifact_start, dtype=bool), lo, hi)
     gap = max_gap_s(tick_t_s, raw_t_s, a.quality_window_s, raw_arrival_t_s)
     low = (np.nan_to_num(share, nan=0.0) > a.max_corrected_share) | (gap > a.max_gap_s)
     quality_ok = connected & ~low & np.isfinite(metrics.hr10_bpm)

@@ -24,7 +24,11 @@ def count_at_or_before(t_s: np.ndarray, tick_t_s: np.ndarray) -> np.ndarray:
     m = len(ticks)
     if m < _MIN_TICKS_TO_COUNT or not _whole_seconds_in_a_row(ticks):
         return np.searchsorted(t_s, ticks, side="right")
-    first = ticks[0]
+    return _count_per_second(t_s, float(ticks[0]), m)
+
+
+def _count_per_second(t_s: np.ndarray, first: float, m: int) -> np.ndarray:
+    """count_at_or_before at the m whole-second ticks first, first + 1, ... (s)."""
     # Seconds past the first tick at which each time is counted; times after the last
     # tick (or +inf) land in the overflow bin m, times before the first in bin 0.
     late = np.fmin(np.ceil(t_s) - first, m)  # fmin: a NaN is never counted, as in the search
@@ -46,7 +50,8 @@ def counts_back(t_s: np.ndarray, tick_t_s: np.ndarray, back_s: tuple[float, ...]
     if not back_s or not whole or m < _MIN_TICKS_TO_COUNT or not _whole_seconds_in_a_row(ticks):
         return [count_at_or_before(t_s, ticks - b) for b in back_s]
     reach = int(max(back_s))
-    counts = count_at_or_before(t_s, np.arange(ticks[0] - reach, ticks[-1] + 1))
+    # The shifted seconds are whole and in a row too: count them without testing again.
+    counts = _count_per_second(t_s, float(ticks[0]) - reach, m + reach)
     return [counts[reach - int(b) : reach - int(b) + m] for b in back_s]
 
 
@@ -58,3 +63,20 @@ def _whole_seconds_in_a_row(ticks: np.ndarray) -> bool:
     # The steps as a slice difference and the array's own all(): the same test as
     # np.all(np.diff(...)), at half the cost (this runs some 26 times per batch).
     return ticks[-1] - first == len(ticks) - 1 and bool((ticks[1:] - ticks[:-1] == 1.0).all())
+
+
+def window_bounds(
+    t_s: np.ndarray, tick_t_s: np.ndarray, windows_s: tuple[float, ...], available_t_s: np.ndarray | None = None
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The times in each window (T - w, T] that are known by T, per tick T (s) and
+    window length w (s), as index ranges [lo, hi) into the sorted times ``t_s`` (s).
+
+    ``available_t_s`` (non-decreasing, or None for "known at once"): when each time
+    became known. Returns hi, the same for every window, and one lo per window; all
+    windows come from one count (counts_back) where the ticks allow it.
+    """
+    ticks = np.asarray(tick_t_s, dtype=np.float64)
+    hi, *before = counts_back(t_s, ticks, (0.0, *windows_s))
+    if available_t_s is not None:
+        hi = np.minimum(hi, count_at_or_before(np.asarray(available_t_s, dtype=np.float64), ticks))
+    return hi, [np.minimum(b, hi) for b in before]
