@@ -140,12 +140,11 @@ def _hrv_windows(
     per window (lo has a row per window, hi is shared; at_end is p at hi). Rows are
     worked together: the same element-wise arithmetic, fewer NumPy calls."""
     n = hi - lo
-    s1 = at_end[_S1] - p[_S1][lo]
-    s2 = at_end[_S2] - p[_S2][lo]
+    # np.take of two rows at once: a third of the time of two fancy indexings.
+    s1, s2 = at_end[_S1 : _S2 + 1, None] - np.take(p[_S1 : _S2 + 1], lo, axis=1)
     # Differences end at beats lo+1 .. hi-1: both beats of a pair lie in the window.
     first_pair = np.minimum(lo + 1, hi)
-    d2 = at_end[_D2] - p[_D2][first_pair]
-    nd = at_end[_ND] - p[_ND][first_pair]
+    d2, nd = at_end[_D2 : _ND + 1, None] - np.take(p[_D2 : _ND + 1], first_pair, axis=1)
     need = np.array(min_beats, dtype=np.int64)[:, None]
     enough = n >= np.maximum(need, 2)
     enough_d = enough & (nd >= np.maximum(need - 1, 1))
@@ -276,7 +275,7 @@ def metrics_and_windows(
     p = _prefix(t_s, nn, contiguous)
     at_end = np.take(p, ends, axis=1)
     n10 = ends - lo10
-    s10 = at_end[_S1] - p[_S1][lo10]
+    s10 = at_end[_S1] - np.take(p[_S1], lo10)
     with np.errstate(divide="ignore", invalid="ignore"):
         hr10 = (n10 * BPM_UNITS).astype(np.float64) / s10
     hr10 = _nan_unless(n10 >= max(cfg.min_beats_hr, 1), hr10)

@@ -92,7 +92,8 @@ def partner_ticks(
     metrics, hi, (lo,) = metrics_and_windows(series, tick_t_s, cfg.metrics, nn.available_t_s, (a.quality_window_s,))
     share = share_in_windows(np.asarray(nn.artifact_start, dtype=bool), lo, hi)
     gap = max_gap_s(tick_t_s, raw_t_s, a.quality_window_s, raw_arrival_t_s)
-    low = (np.nan_to_num(share, nan=0.0) > a.max_corrected_share) | (gap > a.max_gap_s)
+    # fmax counts an empty window's NaN share as 0, as nan_to_num would (shares are >= 0).
+    low = (np.fmax(share, 0.0) > a.max_corrected_share) | (gap > a.max_gap_s)
     quality_ok = connected & ~low & np.isfinite(metrics.hr10_bpm)
     return PartnerTicks(metrics, share, gap, connected, quality_ok)
 
