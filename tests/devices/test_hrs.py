@@ -248,6 +248,18 @@ def test_many_on_hand_laid_payloads() -> None:
     assert_many_matches_one_by_one(payloads)
 
 
+def test_many_with_payloads_of_256_bytes_and_more() -> None:
+    # Lengths past one byte take parse_hrm_many's other way of measuring payloads.
+    long_rr = list(range(1, 200))  # 1 + 1 + 2 * 199 = 400 bytes
+    payloads = [spec_payload(0x10, 70, None, [800]), spec_payload(0x10, 71, None, long_rr), bytes(255), bytes(256)]
+    assert max(map(len, payloads)) >= 256
+    many = parse_hrm_many(payloads)
+    assert many.rr_count.tolist()[:2] == [1, 199]
+    assert many.rr_units.tolist()[:200] == [800, *long_rr]
+    assert_many_matches_one_by_one(payloads)
+    assert_many_matches_one_by_one(payloads[2:3])  # 255 bytes: the one-byte way
+
+
 def test_many_of_none() -> None:
     many = parse_hrm_many([])
     assert len(many) == 0 and len(many.rr_units) == 0 and not many.malformed
