@@ -48,12 +48,13 @@ class BatchBeats:
 class PartnerRecords:
     """One partner's notifications in arrival order, and where the connection changed.
 
-    t_s: arrival of each notification, s since session start; payloads: their Heart
-    Rate Measurement payloads; status_before: for each connection change, the index of
+    t_s: arrival of each notification, s since session start (a list, or a float64
+    array as pipeline.scan_records gives); payloads: their Heart Rate Measurement
+    payloads; status_before: for each connection change, the index of
     the notification it came before (it breaks that notification's chain).
     """
 
-    t_s: list[float]
+    t_s: list[float] | np.ndarray
     payloads: list[bytes]
     status_before: list[int]
 

@@ -96,8 +96,9 @@ def partner_nn(beats: BeatSeries, cfg: Config) -> tuple[NNBeats, int]:
 
 def scan_records(records: Iterable[Record], partners: tuple[str, ...]) -> tuple[dict[str, PartnerRecords], list[Record], float]:
     """One pass over a recording's records: each partner's notifications and connection
-    changes (as ``beats_batch.split_by_partner`` gives them), every record that is not
-    a notification, in order, and the latest record time (s; 0 without records)."""
+    changes (as ``beats_batch.split_by_partner`` gives them, the times as a float64
+    array), every record that is not a notification, in order, and the latest record
+    time (s; 0 without records)."""
     streams = {p: PartnerRecords([], [], []) for p in partners}
     others: list[Record] = []
     latest = -math.inf
@@ -114,9 +115,14 @@ def scan_records(records: Iterable[Record], partners: tuple[str, ...]) -> tuple[
             streams[r.partner].status_before.append(len(streams[r.partner].payloads))
         others.append(r)
         latest = max(latest, r.t_s)
-    for stream in streams.values():
-        latest = max(latest, max(stream.t_s, default=-math.inf))
-    return streams, others, latest if latest > -math.inf else 0.0
+    arrays = {}
+    for p, stream in streams.items():
+        # As a float64 array once here: beat timing needs one, and its max is quick.
+        t_s = np.fromiter(stream.t_s, dtype=np.float64, count=len(stream.t_s))
+        if len(t_s):
+            latest = max(latest, float(t_s.max()))
+        arrays[p] = PartnerRecords(t_s, stream.payloads, stream.status_before)
+    return arrays, others, latest if latest > -math.inf else 0.0
 
 
 def connection_by_tick(records: list[Record], partner: str, tick_t_s: np.ndarray) -> np.ndarray:

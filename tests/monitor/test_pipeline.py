@@ -87,3 +87,28 @@ def test_linkage_is_known_wherever_both_straps_give_beats() -> None:
         if name == "sim_calm":
             undelayed = analyze_records(header, records, replace(cfg, linkage=LinkageConfig(delay_s=0)))
             assert np.isfinite(undelayed.linkage_r).mean() < 0.2
+
+
+def test_scan_records_splits_as_split_by_partner() -> None:
+    from devices.records import Annotation, Notification, StatusChange
+    from monitor.beats_batch import split_by_partner
+    from monitor.pipeline import scan_records
+
+    _, records = read_records(FIXTURES / "polar_h10_pvc.jsonl")
+    records = [
+        *records[:5],
+        StatusChange(records[4].t_s, "a", "disconnected"),
+        Annotation(records[5].t_s, "mark"),
+        *records[5:],
+        Notification(records[-1].t_s + 9.5, "c", b"\x10\x46"),  # nobody's partner: counts for the end
+    ]
+    streams, others, latest = scan_records(records, ("a", "b"))
+    want = split_by_partner(records, ("a", "b"))
+    for p in ("a", "b"):
+        assert streams[p].t_s.dtype == np.float64
+        assert streams[p].t_s.tolist() == want[p].t_s
+        assert streams[p].payloads == want[p].payloads
+        assert streams[p].status_before == want[p].status_before
+    assert [type(r).__name__ for r in others] == ["StatusChange", "Annotation"]
+    assert latest == records[-1].t_s
+    assert scan_records([], ("a", "b"))[2] == 0.0
