@@ -219,7 +219,7 @@ def _validated(beats: NNSeriesLike, tick_t_s: np.ndarray) -> tuple[np.ndarray, .
         )
     if nn.dtype.kind not in "iu":
         raise MetricsInputError(f"nn_units must be integer 1/1024 s counts, got dtype {nn.dtype}")
-    nn = nn.astype(np.int64)
+    nn = nn.astype(np.int64, copy=False)  # only read: no copy when already int64
     if len(nn) and nn.min() < 1:
         bad = int(np.argmin(nn))
         raise MetricsInputError(f"nn_units[{bad}] = {nn[bad]}: NN intervals must be >= 1 unit")
