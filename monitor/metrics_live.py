@@ -122,7 +122,7 @@ class LiveNN:
 
     def _hrv(self, lo: int, hi: int, min_beats: int) -> tuple[float, float, float, float, float]:
         """Mean NN, RMSSD, ln RMSSD, SDNN (ms) and beat count of beats [lo, hi), with
-        metrics._hrv_window's arithmetic."""
+        metrics._hrv_windows' arithmetic."""
         s1, s2, d2, nd = self._sums[:4]
         n = hi - lo
         if n < max(min_beats, 2):
