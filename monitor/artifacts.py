@@ -42,9 +42,9 @@ from enum import IntFlag
 import numpy as np
 
 from devices.hrs import RR_UNITS_PER_SECOND
+from monitor.beat_windows import Segments, pick, window_quantiles
 
 LOOKAHEAD_BEATS = 2
-_MISSING = np.iinfo(np.int32).max  # an unusable value in a window; sorts after every real one
 
 
 class BeatFlag(IntFlag):
@@ -158,104 +158,6 @@ class CorrectedBeats:
         return {flag.name.lower(): int(np.count_nonzero(self.beat_flags & flag)) for flag in BeatFlag if flag}
 
 
-class _Segments:
-    """Stretches between gaps: per beat, its segment's first beat and one past its last."""
-
-    def __init__(self, contiguous: np.ndarray) -> None:
-        n = len(contiguous)
-        self.brk = ~contiguous
-        if n:
-            self.brk[0] = True  # nothing before the array is known
-        self.seg = np.cumsum(self.brk) - 1
-        starts = np.flatnonzero(self.brk)
-        self.start = starts[self.seg]
-        self.end = np.append(starts[1:], n)[self.seg]
-        self.idx = np.arange(n)
-
-    def shift(self, values: np.ndarray, k: int, at: np.ndarray | None = None) -> np.ndarray:
-        """values[i + k] as float, NaN where i + k is outside i's segment; for every
-        beat i, or only for the beats ``at`` (indices)."""
-        if at is None:
-            j, start, end = self.idx + k, self.start, self.end
-        else:
-            j, start, end = at + k, self.start[at], self.end[at]
-        inside = (j >= start) & (j < end)
-        return np.where(inside, values.take(j, mode="clip").astype(np.float64), np.nan)
-
-    def bounds(self, before: int, after: int) -> tuple[np.ndarray, np.ndarray]:
-        """Window i-before .. i+after clipped to i's segment, as [lo, hi)."""
-        return np.maximum(self.idx - before, self.start), np.minimum(self.idx + after + 1, self.end)
-
-
-def _window_quantiles(
-    values: np.ndarray, usable: np.ndarray, s: _Segments, before: int, after: int, qs: tuple[float, ...]
-) -> tuple[list[np.ndarray], np.ndarray]:
-    """Quantiles of the usable integer values in beats i-before .. i+after of i's segment.
-
-    Linear interpolation between order statistics (numpy's default), NaN for an empty
-    window; also returns the count of values per window. Each window is sorted on its
-    own and the arithmetic after it is per window, so a window gives the same bits in a
-    batch call and in a live call.
-    """
-    n, width = len(values), before + after + 1
-    v = np.where(usable, values, _MISSING).astype(np.int32)
-    pad = np.full(n + width - 1, _MISSING, dtype=np.int32)
-    pad[before : before + n] = v
-    # Row i is pad[i : i + width] (sliding_window_view's result, without its checks; the
-    # ndarray constructor builds the view several times faster than as_strided)
-    step = pad.strides[0]
-    win = np.ndarray((n, width), dtype=np.int32, buffer=pad, strides=(step, step))
-    win.flags.writeable = False
-    lo, hi = s.bounds(before, after)
-    cross = np.flatnonzero((hi - lo) < width)  # windows cut by a gap or the array ends
-    if 2 * len(cross) > n:  # mostly cut (a short live buffer): mask every window
-        cross = np.arange(n)
-        srt = np.empty((n, width), dtype=np.int32)
-    else:
-        srt = win.copy()  # sorting a contiguous copy in place is faster than np.sort(win)
-        srt.sort(axis=1)
-    if len(cross):
-        col = np.arange(width) + (cross - before)[:, None]
-        inside = (col >= lo[cross, None]) & (col < hi[cross, None])
-        cut = np.where(inside, win[cross], _MISSING)
-        cut.sort(axis=1)
-        srt[cross] = cut
-    count = np.concatenate(([0], np.cumsum(usable)))
-    m = count[hi] - count[lo]
-    return _pick(srt, m, qs), m
-
-
-def _pick(srt: np.ndarray, m: np.ndarray, qs: tuple[float, ...]) -> list[np.ndarray]:
-    """Quantiles of rows sorted with their m usable values first (linear interpolation).
-
-    Rows whose values are all usable (nearly all) share the same positions: their
-    order statistics are read as whole columns; the other rows one by one. The
-    arithmetic is the same for both: position q * (m - 1), then a + frac * (b - a).
-    """
-    width = srt.shape[1]
-    part = np.flatnonzero(m != width)
-    part_m = m[part]
-    part_top = np.maximum(part_m - 1, 0)
-    part_some = part_m > 0
-    out = []
-    for q in qs:
-        # Full rows: one position for all, so the fraction is one number; every row
-        # holds values (width >= 1), so none is NaN.
-        pos_full = q * (width - 1)
-        lo_full = int(np.floor(pos_full))
-        a = srt[:, lo_full].astype(np.float64)
-        b = srt[:, min(lo_full + 1, width - 1)].astype(np.float64)
-        value = a + (pos_full - lo_full) * (b - a)
-        if len(part):
-            pos = q * part_top
-            lo = np.floor(pos).astype(np.int64)
-            a = srt[part, lo].astype(np.float64)
-            b = srt[part, np.minimum(lo + 1, part_top)].astype(np.float64)
-            value[part] = np.where(part_some, a + (pos - lo) * (b - a), np.nan)
-        out.append(value)
-    return out
-
-
 def _threshold(
     q1: np.ndarray, q3: np.ndarray, m: np.ndarray, cfg: ArtifactConfig, med: np.ndarray
 ) -> np.ndarray:
@@ -286,7 +188,7 @@ def check_times(t: np.ndarray, shape: tuple[int, ...] | None = None) -> None:
         raise ArtifactInputError(f"beat_t_s goes back in time at beat {int(np.argmax(np.diff(t) < 0)) + 1}")
 
 
-def _classify(rr: np.ndarray, out_of_range: np.ndarray, s: _Segments, cfg: ArtifactConfig):
+def _classify(rr: np.ndarray, out_of_range: np.ndarray, s: Segments, cfg: ArtifactConfig):
     """Rule class per beat (one BeatFlag value, or 0) and the median med(i)."""
     n, la = len(rr), LOOKAHEAD_BEATS
     tw, mw = cfg.threshold_window_beats, cfg.median_window_beats
@@ -295,13 +197,13 @@ def _classify(rr: np.ndarray, out_of_range: np.ndarray, s: _Segments, cfg: Artif
     d_usable = ~s.brk & ~out_of_range
     d_usable[1:] &= ~out_of_range[:-1]
 
-    (med,), _ = _window_quantiles(rr, ~out_of_range, s, mw - 1 - la, la, (0.5,))
-    (q1, q3), m1 = _window_quantiles(np.abs(drr), d_usable, s, tw - 1 - la, la, (0.25, 0.75))
+    (med,), _ = window_quantiles(rr, ~out_of_range, s, mw - 1 - la, la, (0.5,))
+    (q1, q3), m1 = window_quantiles(np.abs(drr), d_usable, s, tw - 1 - la, la, (0.25, 0.75))
     th1 = _threshold(q1, q3, m1, cfg, med)
     has_med = np.isfinite(med)  # false only where every beat in reach is out of range
     mrr2 = np.where(has_med, 2.0 * rr - 2.0 * np.where(has_med, med, 0.0), 0.0).astype(np.int64)
     mrr2 = np.where(mrr2 < 0, 2 * mrr2, mrr2)  # twice mRR: whole even when med ends in .5
-    (q1, q3), m2 = _window_quantiles(np.abs(mrr2), ~out_of_range & has_med, s, tw - 1, 0, (0.25, 0.75))
+    (q1, q3), m2 = window_quantiles(np.abs(mrr2), ~out_of_range & has_med, s, tw - 1, 0, (0.25, 0.75))
     th2 = _threshold(q1 / 2.0, q3 / 2.0, m2, cfg, med)
 
     d = np.where(s.brk, np.nan, drr.astype(np.float64))
@@ -363,7 +265,7 @@ def correct_beats(
     if n == 0:
         none = np.zeros(0, dtype=bool)
         return CorrectedBeats(t, rr, none, none, rr, rr.astype(np.int8), none, 0)
-    s = _Segments(cont)
+    s = Segments(cont)
     rr_ms = rr * (1000.0 / RR_UNITS_PER_SECOND)
     out_of_range = (rr_ms < config.rr_min_ms) | (rr_ms > config.rr_max_ms)
     rule, med = _classify(rr, out_of_range, s, config)
@@ -400,7 +302,7 @@ def correct_beats(
         ],
         axis=1,
     )
-    (local,) = _pick(np.sort(hood, axis=1), np.count_nonzero(~np.isnan(hood), axis=1), (0.5,))
+    (local,) = pick(np.sort(hood, axis=1), np.count_nonzero(~np.isnan(hood), axis=1), (0.5,))
     local = np.where(np.isnan(local), med[at], local)
 
     value = rr.copy()

@@ -22,8 +22,6 @@ from monitor.artifacts import (
     ArtifactInputError,
     BeatFlag,
     CorrectedBeats,
-    _Segments,
-    _window_quantiles,
     correct_beats,
     final_count,
 )
@@ -219,25 +217,6 @@ def assert_live_equals_batch(rr, t_s, contiguous, cfg: ArtifactConfig) -> Correc
 
 
 # ---------------------------------------------------------------- the machinery
-
-
-def test_window_quantiles_match_numpy_on_every_window():
-    rng = np.random.default_rng(7)
-    values = rng.integers(0, 400, 300)
-    usable = rng.random(300) > 0.1
-    contiguous = rng.random(300) > 0.03
-    segs = _Segments(contiguous)
-    for before, after in ((88, 2), (8, 2), (90, 0)):
-        (q1, q3), m = _window_quantiles(values, usable, segs, before, after, (0.25, 0.75))
-        for i in range(300):
-            lo, hi = max(i - before, segs.start[i]), min(i + after + 1, segs.end[i])
-            window = values[lo:hi][usable[lo:hi]]
-            assert m[i] == len(window)
-            if len(window):
-                assert np.isclose(q1[i], np.quantile(window, 0.25), rtol=0, atol=1e-9)
-                assert np.isclose(q3[i], np.quantile(window, 0.75), rtol=0, atol=1e-9)
-            else:
-                assert np.isnan(q1[i]) and np.isnan(q3[i])
 
 
 def test_history_and_finality():
