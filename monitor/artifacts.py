@@ -158,14 +158,16 @@ class CorrectedBeats:
         return {flag.name.lower(): int(np.count_nonzero(self.beat_flags & flag)) for flag in BeatFlag if flag}
 
 
-def _threshold(
-    q1: np.ndarray, q3: np.ndarray, m: np.ndarray, cfg: ArtifactConfig, med: np.ndarray
-) -> np.ndarray:
-    """alpha * quartile deviation, kept between the floor and the cap (fractions of med)."""
-    cap = cfg.threshold_cap * med if cfg.threshold_cap > 0 else np.full(len(med), np.inf)
-    spread = np.where(m >= cfg.min_window_beats, cfg.alpha * (q3 - q1) / 2.0, cap)
-    th = np.fmax(np.fmin(spread, cap), cfg.threshold_floor * med)
-    return np.where((th > 0) & np.isfinite(th), th, np.nan)  # no spread: nothing can be judged
+def _threshold(q1: np.ndarray, q3: np.ndarray, m: np.ndarray, cfg: ArtifactConfig, cap: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """alpha * quartile deviation, kept between ``floor`` and ``cap`` (both from med)."""
+    th = q3 - q1
+    np.multiply(cfg.alpha, th, out=th)
+    np.divide(th, 2.0, out=th)
+    np.copyto(th, cap, where=m < cfg.min_window_beats)
+    np.fmin(th, cap, out=th)
+    np.fmax(th, floor, out=th)
+    np.copyto(th, np.nan, where=~((th > 0) & (th < np.inf)))  # no spread: nothing can be judged
+    return th
 
 
 def _validated(rr_units: np.ndarray, contiguous: np.ndarray, beat_t_s: np.ndarray | None = None):
@@ -193,27 +195,44 @@ def _classify(rr: np.ndarray, out_of_range: np.ndarray, s: Segments, cfg: Artifa
     n, la = len(rr), LOOKAHEAD_BEATS
     tw, mw = cfg.threshold_window_beats, cfg.median_window_beats
     drr = np.zeros(n, dtype=np.int64)
-    drr[1:] = rr[1:] - rr[:-1]
-    d_usable = ~s.brk & ~out_of_range
-    d_usable[1:] &= ~out_of_range[:-1]
+    np.subtract(rr[1:], rr[:-1], out=drr[1:])
+    usable = ~out_of_range
+    d_usable = usable & ~s.brk
+    d_usable[1:] &= usable[:-1]
 
-    (med,), _ = window_quantiles(rr, ~out_of_range, s, mw - 1 - la, la, (0.5,))
+    (med,), _ = window_quantiles(rr, usable, s, mw - 1 - la, la, (0.5,))
+    cap = cfg.threshold_cap * med if cfg.threshold_cap > 0 else np.full(n, np.inf)
+    floor = cfg.threshold_floor * med
     (q1, q3), m1 = window_quantiles(np.abs(drr), d_usable, s, tw - 1 - la, la, (0.25, 0.75))
-    th1 = _threshold(q1, q3, m1, cfg, med)
+    th1 = _threshold(q1, q3, m1, cfg, cap, floor)
     has_med = np.isfinite(med)  # false only where every beat in reach is out of range
-    mrr2 = np.where(has_med, 2.0 * rr - 2.0 * np.where(has_med, med, 0.0), 0.0).astype(np.int64)
-    mrr2 = np.where(mrr2 < 0, 2 * mrr2, mrr2)  # twice mRR: whole even when med ends in .5
-    (q1, q3), m2 = window_quantiles(np.abs(mrr2), ~out_of_range & has_med, s, tw - 1, 0, (0.25, 0.75))
-    th2 = _threshold(q1 / 2.0, q3 / 2.0, m2, cfg, med)
+    every_med = bool(has_med.all())
+    if every_med:  # nearly always: no masks needed
+        mrr2 = (2.0 * rr - 2.0 * med).astype(np.int64)
+    else:
+        mrr2 = np.where(has_med, 2.0 * rr - 2.0 * np.where(has_med, med, 0.0), 0.0).astype(np.int64)
+        usable &= has_med
+    np.multiply(mrr2, 2, out=mrr2, where=mrr2 < 0)  # twice mRR: whole even when med ends in .5
+    (q1, q3), m2 = window_quantiles(np.abs(mrr2), usable, s, tw - 1, 0, (0.25, 0.75))
+    th2 = _threshold(q1 / 2.0, q3 / 2.0, m2, cfg, cap, floor)
 
-    d = np.where(s.brk, np.nan, drr.astype(np.float64))
-    d_prev, d_next, d_next2 = s.shift(d, -1), s.shift(d, 1), s.shift(d, 2)
+    # dRR of beat i + k within i's segment, NaN outside it. d is NaN at each segment's
+    # first beat, so a beat after a gap needs no mask; only a step over one does.
+    d = drr.astype(np.float64)
+    d[s.brk] = np.nan
+    d_prev, d_next, d_next2 = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    d_prev[1:] = d[:-1]
+    d_prev[s.brk] = np.nan
+    d_next[:-1] = d[1:]
+    d_next2[:-2] = d[2:]
+    d_next2[:-1][s.brk[1:]] = np.nan
     s11 = d / th1
     s12 = np.where(s11 > 0, np.fmax(d_prev, d_next), np.fmin(d_prev, d_next)) / th1
     s22 = np.where(s11 >= 0, np.fmin(d_next, d_next2), np.fmax(d_next, d_next2)) / th1
-    nmrr = np.where(has_med, mrr2 / 2.0, np.nan) / th2
+    nmrr = (mrr2 / 2.0 if every_med else np.where(has_med, mrr2 / 2.0, np.nan)) / th2
 
-    ectopic = ((s11 > 1) & (s12 < -cfg.c1 * s11 - cfg.c2)) | ((s11 < -1) & (s12 > -cfg.c1 * s11 + cfg.c2))
+    slope = -cfg.c1 * s11
+    ectopic = ((s11 > 1) & (s12 < slope - cfg.c2)) | ((s11 < -1) & (s12 > slope + cfg.c2))
     after_ectopic = np.zeros(n, dtype=bool)
     after_ectopic[1:] = ectopic[:-1] & ~s.brk[1:]
     long_s2 = (s11 > 1) & (s22 < -1) & ~after_ectopic
@@ -221,11 +240,14 @@ def _classify(rr: np.ndarray, out_of_range: np.ndarray, s: Segments, cfg: Artifa
     big_m = np.abs(nmrr) > cfg.mrr_limit
 
     rule = np.zeros(n, dtype=np.int8)
-    rule[long_s2 | (big_m & (nmrr > 0) & ~short_s2)] = BeatFlag.LONG
-    rule[short_s2 | (big_m & (nmrr < 0) & ~long_s2)] = BeatFlag.SHORT
-    rule[long_s2 & (np.abs(rr / 2.0 - med) < th2)] = BeatFlag.MISSED
-    rule[short_s2 & (np.abs(rr + s.shift(rr, 1) - med) < th2)] = BeatFlag.EXTRA
-    rule[ectopic] = BeatFlag.ECTOPIC
+    np.copyto(rule, BeatFlag.LONG, where=long_s2 | (big_m & (nmrr > 0) & ~short_s2))
+    np.copyto(rule, BeatFlag.SHORT, where=short_s2 | (big_m & (nmrr < 0) & ~long_s2))
+    at = np.flatnonzero(long_s2)
+    rule[at[np.abs(rr[at] / 2.0 - med[at]) < th2[at]]] = BeatFlag.MISSED
+    # A short S2 beat has a dRR after it (s22 is NaN otherwise): beat i + 1 is in its segment.
+    at = np.flatnonzero(short_s2)
+    rule[at[np.abs(rr[at] + rr[at + 1].astype(np.float64) - med[at]) < th2[at]]] = BeatFlag.EXTRA
+    np.copyto(rule, BeatFlag.ECTOPIC, where=ectopic)
     return rule, med
 
 

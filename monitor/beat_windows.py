@@ -151,14 +151,14 @@ def _window_ranks(pad: np.ndarray, n: int, width: int, ranks: list[int], block: 
     own = [near[j : j + block] for j in range(e)]
     for x, y in _comparators(e):
         own[x], own[y] = np.minimum(own[x], own[y]), np.maximum(own[x], own[y])
-    lowest = ranks[0] - e
-    band = core[:, lowest : ranks[-1] + 1].T.copy()  # core ranks as rows of blocks
+    need = sorted({t for r in ranks for t in range(r - e, r + 1)})
+    band = dict(zip(need, core[:, need].T.copy()))  # the core ranks needed, each along the blocks
     out = []
     for r in ranks:
-        value = np.maximum(band[r - lowest - 1], own[0])
-        np.minimum(value, band[r - lowest], out=value)
+        value = np.maximum(band[r - 1], own[0])
+        np.minimum(value, band[r], out=value)
         for k in range(2, e + 1):
-            np.minimum(value, np.maximum(band[r - lowest - k], own[k - 1]), out=value)
+            np.minimum(value, np.maximum(band[r - k], own[k - 1]), out=value)
         out.append(value)
     return out
 
