@@ -88,17 +88,20 @@ def window_quantiles(
     else:
         out = [np.empty(n) for _ in qs]
     if len(part):
-        step = pad.strides[0]
-        # Row i is pad[i : i + width] (sliding_window_view's result, without its checks;
-        # the ndarray constructor builds the view several times faster than as_strided)
-        win = np.ndarray((n, width), dtype=np.int32, buffer=pad, strides=(step, step))
-        rows = win[part]
-        # Beyond the array ends pad holds MISSING already; a gap needs a mask.
-        first, last = lo[part] - (part - before), hi[part] - (part - before)
-        gap = np.flatnonzero(((first > 0) & (lo[part] > 0)) | ((last < width) & (hi[part] < n)))
-        if len(gap):
-            col = np.arange(width)
-            rows[gap] = np.where((col >= first[gap, None]) & (col < last[gap, None]), rows[gap], MISSING)
+        # Beyond the array ends pad holds MISSING already. Across a gap, a copy of it with
+        # width - 1 MISSING values between segments keeps every window inside its own.
+        rows_pad, at = pad, part
+        gaps = int(s.seg[-1])
+        if gaps:
+            shift = s.seg * (width - 1)
+            rows_pad = np.full(n + (gaps + 1) * (width - 1), MISSING, dtype=np.int32)
+            rows_pad[before + s.idx + shift] = pad[before : before + n]
+            at = part + shift[part]
+        # Row i is rows_pad[i : i + width] (sliding_window_view's result, without its
+        # checks; the ndarray constructor builds the view several times faster than as_strided)
+        step = rows_pad.strides[0]
+        win = np.ndarray((len(rows_pad) - width + 1, width), dtype=np.int32, buffer=rows_pad, strides=(step, step))
+        rows = win[at]
         rows.sort(axis=1)
         for value, got in zip(out, pick(rows, m[part], qs)):
             value[part] = got
@@ -108,15 +111,17 @@ def window_quantiles(
 def pick(srt: np.ndarray, m: np.ndarray, qs: tuple[float, ...]) -> list[np.ndarray]:
     """Quantiles of rows sorted with their m usable values first (linear interpolation):
     position q * (m - 1), then a + frac * (b - a); NaN where m is 0."""
-    rows = np.arange(len(srt))
+    width = srt.shape[1]
+    flat = srt.reshape(-1)
+    row = np.arange(0, len(srt) * width, width)  # where each row starts in flat
     top = np.maximum(m - 1, 0)
     some = m > 0
     out = []
     for q in qs:
         pos = q * top
         lo = np.floor(pos).astype(np.int64)
-        a = srt[rows, lo].astype(np.float64)
-        b = srt[rows, np.minimum(lo + 1, top)].astype(np.float64)
+        a = flat.take(row + lo).astype(np.float64)
+        b = flat.take(row + np.minimum(lo + 1, top)).astype(np.float64)
         out.append(np.where(some, a + (pos - lo) * (b - a), np.nan))
     return out
 
