@@ -43,16 +43,10 @@ class NNBeats:
 def raw_available_t_s(arrival_t_s: np.ndarray, contiguous: np.ndarray) -> np.ndarray:
     """When each raw beat's artifact class is final (s): once two more beats have
     arrived, or a beat after a gap (no window reaches across a gap); inf if never."""
-    n = len(arrival_t_s)
-    idx = np.arange(n)
-    gap_at = np.flatnonzero(~np.asarray(contiguous, dtype=bool))
-    # first gap beat after each i (n when none)
-    pos = np.searchsorted(gap_at, idx, side="right")
-    next_gap = np.append(gap_at, n)[pos]
-    final_by = np.minimum(idx + 2, next_gap)
-    out = np.full(n, np.inf)
-    ok = final_by < n
-    out[ok] = arrival_t_s[final_by[ok]]
+    out = np.full(len(arrival_t_s), np.inf)
+    out[:-2] = arrival_t_s[2:]
+    gap_next = ~np.asarray(contiguous, dtype=bool)[1:]  # a gap before beat i + 1 ends i's windows
+    out[:-1][gap_next] = arrival_t_s[1:][gap_next]
     return out
 
 

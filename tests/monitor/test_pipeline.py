@@ -27,6 +27,20 @@ def test_a_beat_is_known_once_two_more_arrived_or_a_gap_followed() -> None:
     np.testing.assert_array_equal(got, [2.0, 3.0, 4.0, 9.0, 9.0, np.inf, np.inf])
 
 
+def test_availability_matches_a_beat_by_beat_loop_on_short_and_gappy_series() -> None:
+    rng = np.random.default_rng(3)
+    for n in [0, 1, 2, 3, 5, 40]:
+        arrival = np.sort(rng.random(n) * 10)
+        contiguous = rng.random(n) > 0.3
+        want = np.full(n, np.inf)
+        for i in range(n):
+            for j in range(i + 1, n):  # final at the second beat after i, or at a gap beat
+                if j == i + 2 or not contiguous[j]:
+                    want[i] = arrival[j]
+                    break
+        np.testing.assert_array_equal(raw_available_t_s(arrival, contiguous), want)
+
+
 def test_settle_index_waits_for_enough_good_ticks() -> None:
     cfg = BaselineConfig()  # 180 s, 60 % good → 108 good ticks
     t = np.arange(1, 301, dtype=float)
