@@ -78,7 +78,7 @@ def _fmax(a: float, b: float) -> float:
 
 def _quantile(srt: list[int], q: float) -> float:
     """Quantile q of sorted integers by linear interpolation (NaN if empty), as
-    ``artifacts._pick`` computes it: position q * (m - 1), then a + frac * (b - a)."""
+    ``beat_windows.pick`` computes it: position q * (m - 1), then a + frac * (b - a)."""
     m = len(srt)
     if m == 0:
         return _NAN

@@ -57,10 +57,10 @@ def window_quantiles(
 
     Linear interpolation between order statistics (numpy's default), NaN for an empty
     window; also returns the count of values per window. Full windows (every value
-    usable, none cut by a gap) take their order statistics from ``_window_ranks``; the
-    others (few) are masked and sorted one by one. The arithmetic after the order
-    statistics is per window, so a window gives the same bits in a batch call and in a
-    live call.
+    usable, none cut by a gap or an array end) take their order statistics from
+    ``_window_ranks``; the others (about one in ten in a recording with artifacts) are
+    sorted one by one. The arithmetic after the order statistics is per window, so a
+    window gives the same bits in a batch call and in a live call.
     """
     n, width = len(values), before + after + 1
     lo, hi = s.bounds(before, after)
