@@ -2,10 +2,13 @@
 
 ``Detector.step`` advances the machine one tick at a time (live mode). Over a session
 the entry conditions, rise floors and onsets come vectorised for all ticks
-(conditions.py), and the machine itself is played only at ticks where something can
-happen: a pattern may start or end, a prompt may be shown, a recovery may complete.
-In between only counters move, and they are advanced with the same float additions
-``step`` makes, so the events are identical to stepping every tick.
+(conditions.py), and the machine itself is played only at ticks where something
+happens or may happen: a pattern starts or ends, a prompt may pass the gate, a
+recovery completes. In between only counters move. Each counter is a run of equal
+float additions of ``tick_s`` from 0.0, so after k of them it holds the k-th total
+of those additions made once, in order: a jump sets it to the value ``step`` would
+have reached, and the events are those of stepping every tick. With a hold of 0 s a
+pattern may start at any tick, so then every tick is played.
 """
 
 from __future__ import annotations
@@ -15,21 +18,14 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from monitor.conditions import (
-    KEYS,
-    calm_runs,
-    conditions,
-    gone_codes,
-    next_true,
-    onset_times,
-    rolling_floor,
-)
+from monitor.conditions import KEYS, calm_runs, conditions, gone_codes, next_true, onset_times, rolling_floor
 from monitor.events import Event
 
 if TYPE_CHECKING:
     from monitor.detector import Detector
 
 PARTNERS = ("a", "b")
+Key = tuple[str, str | None]
 
 
 class _Tick(NamedTuple):
@@ -59,58 +55,33 @@ def run_batch(
     onset = {p: onset_times(t_s, delta_bpm[p], floor[p], known[p], cfg.onset_bpm) for p in PARTNERS}
     cond = conditions(delta_bpm, hr10_bpm, floor, onset, cfg)
     n = len(t_s)
-    any_cond = np.zeros(n, dtype=bool)
-    for holds in cond.values():
-        any_cond |= holds
-    busy = any_cond.copy()
-    busy[1:] |= any_cond[:-1]  # the tick a condition stops, its hold count resets
-    next_busy = next_true(busy).tolist()
-    held_at = {k: np.flatnonzero(v).tolist() for k, v in cond.items()}  # ticks where each holds
-    calm_n, need_n = _calm_counts(det)
-    run_n = calm_runs(delta_bpm, hr10_bpm, cfg.recovery_bpm)
-    ready = next_true(run_n >= need_n).tolist() + [n] if need_n else []
-    run_n = run_n.tolist()
-    busy = busy.tolist()
-    gone = {k: v.tolist() for k, v in gone_codes(delta_bpm, hr10_bpm, cfg).items()}
-    t, q = t_s.tolist(), {p: quality_ok[p].tolist() for p in PARTNERS}
-    d, h = {p: delta_bpm[p].tolist() for p in PARTNERS}, {p: hr10_bpm[p].tolist() for p in PARTNERS}
-    held = {k: v.tolist() for k, v in cond.items()}
-    ons = {p: v.tolist() for p, v in onset.items()}
+    runs = _Runs(det, t_s, delta_bpm, hr10_bpm, quality_ok, cond, onset)
+    # The machine reads a few ticks only: their values come a row at a time.
+    values = np.stack([delta_bpm["a"], delta_bpm["b"], hr10_bpm["a"], hr10_bpm["b"], onset["a"], onset["b"]], axis=1)
+    flags = np.stack([quality_ok["a"], quality_ok["b"], *cond.values()], axis=1).astype(bool, copy=False)
     events: list[Event] = []
     i = 0
     while i < n:
-        if not (busy[i] or det.active or det._flood_hold):
-            if not det._recoveries:
-                i = next_busy[i]  # nothing open: the machine stands still until then
-                continue
-            if need_n:
-                i = _skip_calm(det, i, next_busy[i], t, run_n, ready, calm_n, need_n)
-                if i >= n:
-                    break
-        elif need_n and not det._flood_hold:
-            # Only conditions of patterns already running may hold: nothing can start;
-            # and a pattern still without its prompt waits for the gate to open.
+        if runs.jump and not det._flood_hold:
+            # Until a prompt is due (the gate opens for a waiting pattern) or a
+            # pattern would start, only counters move: jump.
             waiting = [act for act in det.active.values() if not act.prompted]
-            stop = _gate_opens(det, waiting, t, i, n) if waiting else n
+            stop = _gate_opens(det, waiting, t_s, i, n) if waiting else n
             if stop > i:
-                stop = min(stop, min((_next_at(held_at[k], i, n) for k in KEYS if k not in det.active), default=n))
+                stop = min(stop, min((runs.next_start(k, i) for k in KEYS if k not in det.active), default=n))
             if stop > i:
-                i = _coast(det, i, stop, gone, run_n, held)
+                i = _coast(det, i, stop, runs)
                 if i >= n:
                     break
-        ticks = {p: _Tick(d[p][i], h[p][i], q[p][i], d[p][i] == d[p][i] and h[p][i] == h[p][i]) for p in PARTNERS}
-        events += det._advance(t[i], ticks, {k: v[i] for k, v in held.items()}, {p: v[i] for p, v in ons.items()})
+        da, db, ha, hb, oa, ob = values[i].tolist()
+        qa, qb, *held = flags[i].tolist()
+        ticks = {"a": _Tick(da, ha, qa, da == da and ha == ha), "b": _Tick(db, hb, qb, db == db and hb == hb)}
+        events += det._advance(t_s[i].item(), ticks, dict(zip(cond, held)), {"a": oa, "b": ob})
         i += 1
     return events
 
 
-def _next_at(ticks: list[int], i: int, n: int) -> int:
-    """The first of the sorted ``ticks`` at or after i (n if none)."""
-    k = bisect_left(ticks, i)
-    return ticks[k] if k < len(ticks) else n
-
-
-def _gate_opens(det: Detector, waiting: list, t: list[float], i: int, n: int) -> int:
+def _gate_opens(det: Detector, waiting: list, t_s: np.ndarray, i: int, n: int) -> int:
     """The first tick at or after i at which the prompt gate would let the prompt of
     one of the ``waiting`` patterns through (n if none). Whether the gate allows a
     prompt only turns from no to yes as time goes on (the cool-down runs out, old
@@ -118,12 +89,12 @@ def _gate_opens(det: Detector, waiting: list, t: list[float], i: int, n: int) ->
     first = n
     for act in waiting:
         urgent = act.pattern == "flooding"  # as Detector._prompts: no cool-down for it
-        if det.gate.allows(t[i], ignore_cooldown=urgent):
+        if det.gate.allows(t_s[i].item(), ignore_cooldown=urgent):
             return i
         lo, hi = i + 1, first
         while lo < hi:
             mid = (lo + hi) // 2
-            if det.gate.allows(t[mid], ignore_cooldown=urgent):
+            if det.gate.allows(t_s[mid].item(), ignore_cooldown=urgent):
                 hi = mid
             else:
                 lo = mid + 1
@@ -131,73 +102,116 @@ def _gate_opens(det: Detector, waiting: list, t: list[float], i: int, n: int) ->
     return first
 
 
-def _calm_counts(det: Detector) -> tuple[list[float], int]:
-    """A recovery's calm_s after k calm ticks in a row (the same additions ``step``
-    does), for k below the count that completes it, and that count; count 0 when a
-    shortcut over calm ticks would not be exact (a hold or recovery of 0 s)."""
-    cfg = det.config
-    calm_s = [0.0]
-    if min(cfg.recovery_s, cfg.enter_hold_s, cfg.flood_hold_s, cfg.exit_hold_s) <= 0 or det.tick_s <= 0:
-        return calm_s, 0
-    while calm_s[-1] + det.tick_s < cfg.recovery_s:
-        calm_s.append(calm_s[-1] + det.tick_s)
-    return calm_s, len(calm_s)
+class _Runs:
+    """How the machine's counters run over the session, for jumping over ticks.
+
+    A hold count is ``total(k)`` with k the ticks in a row its condition held; a
+    recovery's calm count, with k the ticks in a row both partners were calm, capped
+    by the ticks since its prompt; a pattern's gone count, with k the ticks it was
+    clearly gone since it was last not gone (ticks without data leave it as it is),
+    capped likewise by those since it started. ``jump`` is False when jumping would
+    not be exact (a hold or recovery of 0 s).
+    """
+
+    def __init__(self, det: Detector, t_s: np.ndarray, delta_bpm: dict, hr10_bpm: dict, quality_ok: dict, cond: dict, onset: dict) -> None:
+        cfg = det.config
+        n = len(t_s)
+        self.t_s, self.delta_bpm, self.hr10_bpm, self.cfg = t_s, delta_bpm, hr10_bpm, cfg
+        self.tick_s, self.n = det.tick_s, n
+        # Jumping is exact only when every hold and recovery needs a tick at least.
+        self.jump = min(cfg.recovery_s, cfg.enter_hold_s, cfg.flood_hold_s, cfg.exit_hold_s) > 0 and det.tick_s > 0
+        self.sums = [0.0]
+        if not self.jump:
+            return
+        # The count at which a recovery completes, and a pattern ends.
+        self.need_n = self.count_for(cfg.recovery_s)
+        self.exit_n = self.count_for(cfg.exit_hold_s)
+        self.calm_n = calm_runs(delta_bpm, hr10_bpm, cfg.recovery_bpm)
+        self.ready = np.append(next_true(self.calm_n >= self.need_n), n)
+        # Per pattern (KEYS order): its hold run, and the ticks at which it would
+        # start if it were not running: held long enough, signal usable, rises old
+        # enough (the checks of Detector._advance, for every tick at once).
+        idx = np.arange(n)
+        held = np.stack([cond[k] for k in KEYS])
+        self.held_n = idx - np.maximum.accumulate(np.where(held, -1, idx), axis=1)
+        need_n = np.array([[self.count_for(det._need[k])] for k in KEYS])
+        both_ok = quality_ok["a"] & quality_ok["b"]
+        old = {p: t_s - onset[p] >= cfg.min_rise_age_s for p in PARTNERS}
+        can = np.stack([both_ok & old["a"], both_ok & old["b"], both_ok & old["a"] & old["b"], quality_ok["a"], quality_ok["b"]])
+        self._starts = {k: np.flatnonzero(v).tolist() for k, v in zip(KEYS, (self.held_n >= need_n) & can)}
+        self._gone: dict[Key, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def total(self, k: int) -> float:
+        """k additions of tick_s to 0.0, one after the other, as the counters make
+        them (made as far as they are asked for)."""
+        sums = self.sums
+        while len(sums) <= k:
+            sums.append(sums[-1] + self.tick_s)
+        return sums[k]
+
+    def count_for(self, s: float) -> int:
+        """The fewest additions whose total reaches s (n + 1: more than the ticks)."""
+        k = 0
+        while self.total(k) < s:
+            if k > self.n:
+                return k
+            k += 1
+        return k
+
+    def next_start(self, key: Key, i: int) -> int:
+        """The first tick at or after i at which pattern ``key`` would start (n if none)."""
+        ticks = self._starts[key]
+        k = bisect_left(ticks, i)
+        return ticks[k] if k < len(ticks) else len(self.t_s)
+
+    def start(self, t: float) -> int:
+        """Index of the tick at time t (s)."""
+        return int(np.searchsorted(self.t_s, t))
+
+    def gone(self, key: Key) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For pattern ``key``: per tick its gone run, the prefix count of gone ticks
+        (one longer than the ticks), and the ticks at which a long enough run ends it.
+        Made the first time a pattern runs: most sessions run few of the five."""
+        if key not in self._gone:
+            if not self._gone:
+                self._codes = gone_codes(self.delta_bpm, self.hr10_bpm, self.cfg)
+            code = self._codes[key]
+            idx = np.arange(len(code))
+            prefix = np.zeros(len(code) + 1, dtype=np.int64)
+            np.cumsum(code == 1, out=prefix[1:])
+            last_kept = np.maximum.accumulate(np.where(code == 0, idx, -1))
+            run = prefix[1:] - prefix[last_kept + 1]
+            ends = np.flatnonzero((code == 1) & (run >= self.exit_n))
+            self._gone[key] = (run, prefix, ends)
+        return self._gone[key]
 
 
-def _skip_calm(
-    det: Detector, i: int, stop: int, t: list[float], run_n: list[int], ready: list[int], calm_n: list[float], need_n: int
-) -> int:
-    """From tick i, where only recoveries are open, jump to the next tick where
-    anything can happen: ``stop`` (the next busy tick) or the first tick at which a
-    recovery completes. Recoveries have been counted at every tick since their
-    prompt, so each one's count is its calm run, capped by the ticks since then."""
-    born = [bisect_left(t, rec.prompt_t_s) for rec in det._recoveries]
+def _coast(det: Detector, i: int, stop: int, runs: _Runs) -> int:
+    """From tick i up to ``stop``, when nothing can start and no prompt is due (no
+    flooding hold open, every active pattern prompted or waiting for the gate), only
+    counters move: the hold counts, the active patterns' gone counts and the
+    recoveries' calm counts. Jump to ``stop``, or to the first tick at which a
+    pattern would end or a recovery complete, set the counters as ``_advance`` would
+    have left them the tick before, and return that tick."""
+    starts = {key: runs.start(act.start_t_s) for key, act in det.active.items()}
+    for key, s in starts.items():
+        run, prefix, ends = runs.gone(key)
+        # Ended at the first tick with a long run that is also that long since start.
+        since = int(np.searchsorted(prefix, prefix[s + 1] + runs.exit_n)) - 1
+        k = int(np.searchsorted(ends, max(i, since)))
+        if k < len(ends):
+            stop = min(stop, int(ends[k]))
+    born = [runs.start(rec.prompt_t_s) for rec in det._recoveries]
     for b in born:
-        stop = min(stop, ready[min(max(i, b + need_n - 1), len(ready) - 1)])
+        stop = min(stop, int(runs.ready[min(max(i, b + runs.need_n - 1), len(runs.ready) - 1)]))
     if stop > i:
+        last, total = stop - 1, runs.total
+        for key, s in starts.items():
+            run, prefix, _ = runs.gone(key)
+            det.active[key].gone_s = total(min(int(run[last]), int(prefix[stop] - prefix[s + 1])))
+        calm = int(runs.calm_n[last])
         for rec, b in zip(det._recoveries, born):
-            rec.calm_s = calm_n[min(run_n[stop - 1], stop - b)]
+            rec.calm_s = total(min(calm, stop - b))
+        for key, n_held in zip(KEYS, runs.held_n[:, last].tolist()):
+            det._held[key] = total(n_held)
     return stop
-
-
-def _coast(
-    det: Detector,
-    i: int,
-    stop: int,
-    gone: dict[tuple[str, str | None], list[int]],
-    run_n: list[int],
-    held: dict[tuple[str, str | None], list[bool]],
-) -> int:
-    """From tick i, while no flooding hold is open, every active pattern has had its
-    prompt or waits for the prompt gate, and no other pattern's condition holds,
-    only counters move (``Detector._prompts`` changes nothing then): the active
-    patterns' hold and gone counts and the recoveries' calm counts. Advance them tick
-    by tick (as ``_advance`` would) up to ``stop``, or to the tick at which a pattern
-    would end or a recovery complete, which is returned for ``_advance`` to play."""
-    tick_s, exit_s, recovery_s = det.tick_s, det.config.exit_hold_s, det.config.recovery_s
-    acts = [(act, gone[key]) for key, act in det.active.items()]
-    holds = [(key, held[key]) for key in det.active]
-    for key in det._held:
-        if key not in det.active:
-            det._held[key] = 0.0  # their conditions do not hold anywhere before stop
-    recs = det._recoveries
-    counts = det._held
-    while i < stop:
-        calm = run_n[i] > 0
-        # Plain loops, not any(): there are one or two of each, at every tick.
-        for act, g in acts:
-            if g[i] == 1 and act.gone_s + tick_s >= exit_s:
-                return i
-        if calm:
-            for rec in recs:
-                if rec.calm_s + tick_s >= recovery_s:
-                    return i
-        for key, h in holds:
-            counts[key] = counts[key] + tick_s if h[i] else 0.0
-        for act, g in acts:
-            if g[i] >= 0:  # -1: data missing, the count waits
-                act.gone_s = act.gone_s + tick_s if g[i] else 0.0
-        for rec in recs:
-            rec.calm_s = rec.calm_s + tick_s if calm else 0.0
-        i += 1
-    return i

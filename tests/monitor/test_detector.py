@@ -256,14 +256,8 @@ def _wandering_partner(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np
     return delta, 70.0 + delta + rng.normal(0.0, 0.3, n), quality & np.isfinite(delta)
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_run_gives_the_events_of_step_while_prompts_wait_for_the_gate(seed: int) -> None:
-    # Short holds and long cool-downs: patterns often wait for the prompt gate, the
-    # stretch that batch mode skips over instead of stepping.
-    rng = np.random.default_rng(seed)
-    n, tick_s = 2000, (1.0, 0.5, 0.7)[seed % 3]
-    cfg = DetectorConfig(enter_hold_s=3.0, exit_hold_s=10.0, recovery_s=10.0, near_baseline_s=10.0)
-    gate = PromptConfig(cooldown_s=float(rng.choice([60.0, 300.0])), max_per_window=int(rng.choice([1, 2])), window_s=600.0)
+def _stepped_and_batch(rng: np.random.Generator, cfg: DetectorConfig, gate: PromptConfig, n: int, tick_s: float) -> tuple[list, list]:
+    """Events of ``step`` at every tick and of ``run``, over two wandering partners."""
     t_s = np.arange(1, n + 1) * tick_s
     columns = {p: _wandering_partner(rng, n) for p in "ab"}
     live = Detector(cfg, PromptCatalogue.load(), gate, tick_s=tick_s)
@@ -274,5 +268,30 @@ def test_run_gives_the_events_of_step_while_prompts_wait_for_the_gate(seed: int)
     batch = Detector(cfg, PromptCatalogue.load(), gate, tick_s=tick_s).run(
         t_s, *({p: columns[p][k] for p in "ab"} for k in range(3))
     )
+    return stepped, batch
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_run_gives_the_events_of_step_while_prompts_wait_for_the_gate(seed: int) -> None:
+    # Short holds and long cool-downs: patterns often wait for the prompt gate, the
+    # stretch that batch mode skips over instead of stepping.
+    rng = np.random.default_rng(seed)
+    n, tick_s = 2000, (1.0, 0.5, 0.7)[seed % 3]
+    cfg = DetectorConfig(enter_hold_s=3.0, exit_hold_s=10.0, recovery_s=10.0, near_baseline_s=10.0)
+    gate = PromptConfig(cooldown_s=float(rng.choice([60.0, 300.0])), max_per_window=int(rng.choice([1, 2])), window_s=600.0)
+    stepped, batch = _stepped_and_batch(rng, cfg, gate, n, tick_s)
     assert sum(e.kind == "prompt" for e in stepped) >= 2
+    assert [e.to_json() for e in batch] == [e.to_json() for e in stepped]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_run_gives_the_events_of_step_with_holds_of_no_time(seed: int) -> None:
+    # A hold of 0 s is met at any tick, even one where no condition holds: batch mode
+    # must not skip the quiet ticks then (it did, and missed flooding starts).
+    rng = np.random.default_rng(100 + seed)
+    hold = {"flood_hold_s": 0.0} if seed % 2 else {"enter_hold_s": 0.0}
+    cfg = DetectorConfig(exit_hold_s=10.0, recovery_s=10.0, near_baseline_s=10.0, **hold)
+    gate = PromptConfig(cooldown_s=60.0, max_per_window=2, window_s=600.0)
+    stepped, batch = _stepped_and_batch(rng, cfg, gate, 1500, 1.0)
+    assert any(e.kind == "pattern_start" for e in stepped)
     assert [e.to_json() for e in batch] == [e.to_json() for e in stepped]
