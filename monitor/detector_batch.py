@@ -151,12 +151,10 @@ class _Runs:
 
     def count_for(self, s: float) -> int:
         """The fewest additions whose total reaches s (n + 1: more than the ticks)."""
-        k = 0
-        while self.total(k) < s:
-            if k > self.n:
-                return k
-            k += 1
-        return k
+        sums = self.sums
+        while sums[-1] < s and len(sums) <= self.n + 1:
+            sums.append(sums[-1] + self.tick_s)
+        return bisect_left(sums, s)
 
     def next_start(self, key: Key, i: int) -> int:
         """The first tick at or after i at which pattern ``key`` would start (n if none)."""
@@ -166,23 +164,22 @@ class _Runs:
 
     def start(self, t: float) -> int:
         """Index of the tick at time t (s)."""
-        return int(np.searchsorted(self.t_s, t))
+        return int(self.t_s.searchsorted(t))
 
     def gone(self, key: Key) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For pattern ``key``: per tick its gone run, the prefix count of gone ticks
         (one longer than the ticks), and the ticks at which a long enough run ends it.
-        Made the first time a pattern runs: most sessions run few of the five."""
-        if key not in self._gone:
-            if not self._gone:
-                self._codes = gone_codes(self.delta_bpm, self.hr10_bpm, self.cfg)
-            code = self._codes[key]
-            idx = np.arange(len(code))
-            prefix = np.zeros(len(code) + 1, dtype=np.int64)
-            np.cumsum(code == 1, out=prefix[1:])
-            last_kept = np.maximum.accumulate(np.where(code == 0, idx, -1))
-            run = prefix[1:] - prefix[last_kept + 1]
-            ends = np.flatnonzero((code == 1) & (run >= self.exit_n))
-            self._gone[key] = (run, prefix, ends)
+        Made for all five the first time a pattern runs."""
+        if not self._gone:
+            codes = gone_codes(self.delta_bpm, self.hr10_bpm, self.cfg)
+            code = np.stack([codes[k] for k in KEYS])
+            prefix = np.zeros((len(KEYS), self.n + 1), dtype=np.int64)
+            np.cumsum(code == 1, axis=1, out=prefix[:, 1:])
+            # The prefix only grows, so its largest value at a not-gone tick is the
+            # one at the last of them.
+            run = prefix[:, 1:] - np.maximum.accumulate(np.where(code == 0, prefix[:, 1:], 0), axis=1)
+            ends = (code == 1) & (run >= self.exit_n)
+            self._gone = {k: (run[r], prefix[r], np.flatnonzero(ends[r])) for r, k in enumerate(KEYS)}
         return self._gone[key]
 
 
@@ -197,8 +194,8 @@ def _coast(det: Detector, i: int, stop: int, runs: _Runs) -> int:
     for key, s in starts.items():
         run, prefix, ends = runs.gone(key)
         # Ended at the first tick with a long run that is also that long since start.
-        since = int(np.searchsorted(prefix, prefix[s + 1] + runs.exit_n)) - 1
-        k = int(np.searchsorted(ends, max(i, since)))
+        since = int(prefix.searchsorted(prefix[s + 1] + runs.exit_n)) - 1
+        k = int(ends.searchsorted(max(i, since)))
         if k < len(ends):
             stop = min(stop, int(ends[k]))
     born = [runs.start(rec.prompt_t_s) for rec in det._recoveries]
