@@ -40,9 +40,7 @@ def rolling_floor(delta_bpm: np.ndarray, known: np.ndarray, n_look: int) -> np.n
         w, prev = 2 ** (k - 1), table[k - 1]
         table[k, :w] = prev[:w]
         np.minimum(prev[w:], prev[:-w], out=table[k, w:])
-    level = np.zeros(n, dtype=np.int64)
-    for k in range(1, n_levels):
-        level += length >= 2**k
+    level = np.frexp(np.maximum(length, 1))[1] - 1  # the largest k with 2**k <= length
     # Both blocks read from the flat table (row * n + column): cheaper than 2-D indexing.
     flat, row = table.reshape(-1), level * n
     floor = np.minimum(flat[row + idx], flat[row + np.minimum(idx - length + (1 << level), idx)])

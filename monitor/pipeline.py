@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Iterable
 
 import numpy as np
@@ -147,11 +148,25 @@ def record_events(records: Iterable[Record]) -> list[Event]:
     return out
 
 
+_RANK = {"settled": 0, "quality_low": 1, "quality_ok": 1}
+_time = attrgetter("t_s")
+
+
 def tick_event_key(e: Event) -> tuple:
     """Order of the events of one tick, the same in batch and live mode: baselines,
     then quality changes (a before b), then the detector's in the order it made them."""
-    rank = {"settled": 0, "quality_low": 1, "quality_ok": 1}.get(e.kind, 2)
+    rank = _RANK.get(e.kind, 2)
     return (e.t_s, rank, (e.partner or "") if rank < 2 else "")
+
+
+def quality_events(ticks: np.ndarray, pt: PartnerTicks, partner: str) -> list[Event]:
+    """A partner's quality changes (stages.quality_changes) as events, in time order."""
+    low, ok = quality_changes(quality_codes(pt))
+    low_data = zip(ticks[low].tolist(), np.nan_to_num(pt.corrected_share[low]).tolist(), pt.gap_s[low].tolist())
+    events = [Event(t, "quality_low", partner, {"corrected_share": share, "gap_s": gap}) for t, share, gap in low_data]
+    events += [Event(t, "quality_ok", partner) for t in ticks[ok].tolist()]
+    events.sort(key=_time)  # two interleaved runs: low, ok, low, ...
+    return events
 
 
 def analyze_records(
@@ -180,8 +195,8 @@ def analyze_records(
         connected = connection_by_tick(others, p, ticks)
         per[p] = partner_ticks(ticks, nn_by[p], beats[p].t_s, beats[p].arrival_t_s, connected, cfg)
 
-    events = [(e, 0) for e in record_events(others)]
-    tick_events: list[Event] = []
+    settled: list[Event] = []
+    quality: list[Event] = []
     stored = baselines or {}
     results = {}
     settled_at: dict[str, int | None] = {}
@@ -195,36 +210,35 @@ def analyze_records(
             base = stored.get(p) or settle_baseline(
                 ticks[: i + 1], pt.metrics.hr10_bpm[: i + 1], pt.metrics.ln_rmssd30[: i + 1], pt.quality_ok[: i + 1], cfg.baseline
             )
-            tick_events.append(Event(float(ticks[i]), "settled", p, {"baseline": base.to_json()}))
+            settled.append(Event(float(ticks[i]), "settled", p, {"baseline": base.to_json()}))
         delta, act_sd, vagal = partner_activation(pt, base, cfg.baseline)
         if i is not None:
             for arr in (delta, act_sd, vagal):
                 arr[:i] = np.nan
         deltas[p] = delta
-        low, ok = quality_changes(quality_codes(pt))
-        low_data = zip(ticks[low].tolist(), np.nan_to_num(pt.corrected_share[low]).tolist(), pt.gap_s[low].tolist())
-        tick_events += [Event(t, "quality_low", p, {"corrected_share": share, "gap_s": gap}) for t, share, gap in low_data]
-        tick_events += [Event(t, "quality_ok", p) for t in ticks[ok].tolist()]
+        quality += quality_events(ticks, pt, p)
         results[p] = PartnerResult(
             pt, delta, act_sd, vagal, base, float(ticks[i]) if i is not None else None,
             len(beats[p]), n_corr[p], dict(beats[p].malformed),
         )
+    detected: list[Event] = []
     if len(present) == 2 and all(settled_at[p] is not None for p in PARTNERS):
         start = max(settled_at[p] for p in PARTNERS)
         detector = Detector(cfg.detector, catalogue, cfg.prompts, names)
-        tick_events += detector.run(
+        detected = detector.run(
             ticks[start:],
             {p: deltas[p][start:] for p in PARTNERS},
             {p: per[p].metrics.hr10_bpm[start:] for p in PARTNERS},
             {p: per[p].quality_ok[start:] for p in PARTNERS},
         )
-    # As in live mode: record events before the tick events of the same time.
-    tick_events.sort(key=tick_event_key)
-    events += [(e, 1) for e in tick_events]
-    events.sort(key=lambda pair: (pair[0].t_s, pair[1]))
+    # Each list is in time order, and within a time they come as live mode orders
+    # them: record events, then tick events by tick_event_key (baselines, quality
+    # changes of a then b, the detector's). A stable sort by time alone keeps that.
+    events = record_events(others) + settled + quality + detected
+    events.sort(key=_time)
 
     link_r, link_lag = batch_linkage(ticks, nn_by, present, cfg)
-    return Analysis(ticks, results, link_r, link_lag, [e for e, _ in events], cfg, duration_s, names)
+    return Analysis(ticks, results, link_r, link_lag, events, cfg, duration_s, names)
 
 
 def batch_linkage(ticks: np.ndarray, nn_by: dict[str, NNBeats], present: list[str], cfg: Config) -> tuple[np.ndarray, np.ndarray]:
