@@ -23,7 +23,10 @@ EVENT_KINDS = frozenset(
 PATTERNS = ("divergence", "escalation", "flooding")
 
 
-@dataclass(frozen=True)
+_NO_DATA: Any = object()  # data not given: a fresh empty dict
+
+
+@dataclass(frozen=True, init=False)
 class Event:
     """Something that happened at ``t_s`` (seconds since session start).
 
@@ -36,9 +39,16 @@ class Event:
     partner: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        if self.kind not in EVENT_KINDS:
-            raise ValueError(f"unknown event kind {self.kind!r}")
+    def __init__(self, t_s: float, kind: str, partner: str | None = None, data: dict[str, Any] = _NO_DATA) -> None:
+        # Written out: the generated frozen __init__ sets each field through
+        # object.__setattr__ and costs ~4x more; a session makes hundreds of events.
+        if kind not in EVENT_KINDS:
+            raise ValueError(f"unknown event kind {kind!r}")
+        fields = self.__dict__
+        fields["t_s"] = t_s
+        fields["kind"] = kind
+        fields["partner"] = partner
+        fields["data"] = {} if data is _NO_DATA else data
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON data (unknown numbers, NaN or infinite, become null)."""
