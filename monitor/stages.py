@@ -150,13 +150,11 @@ def quality_changes(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     The state carries over ticks without data: low, then a disconnect, then ok
     is a change; ok, a disconnect, ok is none.
     """
-    idx = np.arange(len(codes))
-    last_known = np.maximum.accumulate(np.where(codes > 0, idx, -1))
-    prev = np.zeros(len(codes), dtype=codes.dtype)
-    prev[1:] = np.where(last_known[:-1] >= 0, codes[np.maximum(last_known[:-1], 0)], 0)
-    turned_low = (codes == 2) & (prev != 2)
-    turned_ok = (codes == 1) & (prev == 2)
-    return np.flatnonzero(turned_low), np.flatnonzero(turned_ok)
+    known = np.flatnonzero(codes > 0)  # only ticks with data can change it
+    now = codes[known]
+    before = np.zeros_like(now)  # the code of the known tick before (none: 0)
+    before[1:] = now[:-1]
+    return known[(now == 2) & (before != 2)], known[(now == 1) & (before == 2)]
 
 
 def partner_activation(
