@@ -107,22 +107,18 @@ def next_true(flags: np.ndarray) -> np.ndarray:
     return np.minimum.accumulate(np.where(flags, np.arange(n), n)[::-1])[::-1] if n else np.arange(0)
 
 
-def gone_codes(delta: dict[str, np.ndarray], hr10: dict[str, np.ndarray], cfg) -> dict[tuple[str, str | None], np.ndarray]:
-    """Per pattern key and tick, whether an active pattern is clearly gone: 1 yes, 0 no,
-    -1 when data are missing (the detector's ``_gone`` for many ticks: same comparisons)."""
+def gone_code(key: tuple[str, str | None], delta: dict[str, np.ndarray], hr10: dict[str, np.ndarray], cfg) -> np.ndarray:
+    """Per tick, whether an active pattern ``key`` is clearly gone: 1 yes, 0 no, -1 when
+    data are missing (the detector's ``_gone`` for many ticks: same comparisons)."""
+    pattern, p = key
     with np.errstate(invalid="ignore"):
-        known = {p: (delta[p] == delta[p]) & (hr10[p] == hr10[p]) for p in ("a", "b")}
-        both = known["a"] & known["b"]
-
-        def code(gone: np.ndarray, usable: np.ndarray) -> np.ndarray:
-            return np.where(usable, gone.astype(np.int8), np.int8(-1))
-
-        out = {
-            ("divergence", "a"): code((delta["a"] < cfg.rise_exit_bpm) | (delta["b"] > cfg.other_exit_bpm), both),
-            ("divergence", "b"): code((delta["b"] < cfg.rise_exit_bpm) | (delta["a"] > cfg.other_exit_bpm), both),
-            ("escalation", None): code((delta["a"] < cfg.rise_exit_bpm) | (delta["b"] < cfg.rise_exit_bpm), both),
-        }
-        for p in ("a", "b"):
+        if pattern == "flooding":
+            usable = (delta[p] == delta[p]) & (hr10[p] == hr10[p])
             gone = (hr10[p] < cfg.flood_hr_bpm - cfg.flood_exit_margin_bpm) & (delta[p] < cfg.flood_delta_bpm - cfg.flood_exit_margin_bpm)
-            out[("flooding", p)] = code(gone, known[p])
-    return out
+        else:
+            usable = (delta["a"] == delta["a"]) & (hr10["a"] == hr10["a"]) & (delta["b"] == delta["b"]) & (hr10["b"] == hr10["b"])
+            if pattern == "divergence":
+                gone = (delta[p] < cfg.rise_exit_bpm) | (delta["b" if p == "a" else "a"] > cfg.other_exit_bpm)
+            else:
+                gone = (delta["a"] < cfg.rise_exit_bpm) | (delta["b"] < cfg.rise_exit_bpm)
+    return np.where(usable, gone.astype(np.int8), np.int8(-1))

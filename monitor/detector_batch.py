@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from monitor.conditions import KEYS, calm_runs, conditions, gone_codes, next_true, onset_times, rolling_floor
+from monitor.conditions import KEYS, calm_runs, conditions, gone_code, next_true, onset_times, rolling_floor
 from monitor.events import Event
 
 if TYPE_CHECKING:
@@ -169,17 +169,15 @@ class _Runs:
     def gone(self, key: Key) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For pattern ``key``: per tick its gone run, the prefix count of gone ticks
         (one longer than the ticks), and the ticks at which a long enough run ends it.
-        Made for all five the first time a pattern runs."""
-        if not self._gone:
-            codes = gone_codes(self.delta_bpm, self.hr10_bpm, self.cfg)
-            code = np.stack([codes[k] for k in KEYS])
-            prefix = np.zeros((len(KEYS), self.n + 1), dtype=np.int64)
-            np.cumsum(code == 1, axis=1, out=prefix[:, 1:])
+        Made the first time the pattern runs: most sessions run few of the five."""
+        if key not in self._gone:
+            code = gone_code(key, self.delta_bpm, self.hr10_bpm, self.cfg)
+            prefix = np.zeros(self.n + 1, dtype=np.int64)
+            np.cumsum(code == 1, out=prefix[1:])
             # The prefix only grows, so its largest value at a not-gone tick is the
             # one at the last of them.
-            run = prefix[:, 1:] - np.maximum.accumulate(np.where(code == 0, prefix[:, 1:], 0), axis=1)
-            ends = (code == 1) & (run >= self.exit_n)
-            self._gone = {k: (run[r], prefix[r], np.flatnonzero(ends[r])) for r, k in enumerate(KEYS)}
+            run = prefix[1:] - np.maximum.accumulate(np.where(code == 0, prefix[1:], 0))
+            self._gone[key] = (run, prefix, np.flatnonzero((code == 1) & (run >= self.exit_n)))
         return self._gone[key]
 
 
