@@ -177,3 +177,24 @@ def test_baseline_to_json():
         "n_ticks": 140,
         "source": "settle-in",
     }
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mean_and_sd_are_numpys_to_the_bit(seed: int) -> None:
+    # settle_baseline writes np.mean and np.std(ddof=1) out by hand (for speed); the
+    # stored baselines of earlier sessions must come out the same.
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(180, 2000))
+    t = ticks(n)
+    hr = np.round(rng.normal(rng.uniform(55, 95), rng.uniform(0.5, 12), n), int(rng.integers(1, 6)))
+    ln = rng.normal(3.5, 0.4, n)
+    ln[rng.random(n) < 0.1] = np.nan
+    good = rng.random(n) > 0.2
+    base = settle_baseline(t, hr, ln, good, CFG)
+    use = good & np.isfinite(hr)
+    ln_use = ln[use & np.isfinite(ln)]
+    assert base is not None
+    assert base.hr_mean_bpm == float(np.mean(hr[use]))
+    assert base.hr_sd_bpm == float(np.std(hr[use], ddof=1))
+    assert base.ln_rmssd_mean == float(np.mean(ln_use))
+    assert base.ln_rmssd_sd == float(np.std(ln_use, ddof=1))
