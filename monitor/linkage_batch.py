@@ -74,7 +74,8 @@ def _chunk(hr_a: np.ndarray, hr_b: np.ndarray, stop: np.ndarray, cfg: LinkageCon
 
     # Each partner's window terms for every window end from first - lag_n to last.
     k = np.arange(1, m + 1, dtype=np.int64)  # sample position counted from base
-    sums = np.zeros((2, 4, m + 1), dtype=np.int64)  # a leading zero column
+    sums = np.empty((2, 4, m + 1), dtype=np.int64)
+    sums[:, :, 0] = 0  # a leading zero column
     sums[:, 0, 1:] = x
     np.multiply(x, x, out=sums[:, 1, 1:])
     np.multiply(k, x, out=sums[:, 2, 1:])
@@ -89,7 +90,8 @@ def _chunk(hr_a: np.ndarray, hr_b: np.ndarray, stop: np.ndarray, cfg: LinkageCon
     # first - n + 1 + c, whose value is x[lag_n + c].
     span = last - first + n
     xa, xb = x[0], x[1]
-    prod = np.zeros((2 * lag_n + 1, span + 1), dtype=np.int64)
+    prod = np.empty((2 * lag_n + 1, span + 1), dtype=np.int64)
+    prod[:, 0] = 0  # a leading zero column
     # L < 0: b's sample |L| before a's; L >= 0: a's sample L before b's
     np.multiply(xa[lag_n : lag_n + span], _slide(xb, lag_n, span, 1), out=prod[:lag_n, 1:])
     np.multiply(_slide(xa, lag_n + 1, span, 1)[::-1], xb[lag_n : lag_n + span], out=prod[lag_n:, 1:])
