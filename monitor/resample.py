@@ -45,14 +45,12 @@ def resample_hr(
     seconds = np.arange(tick_t[0], tick_t[-1] + 1) + cfg.delay_s
     available = count_at_or_before(available_t_s, seconds)[(tick_t - tick_t[0]).astype(np.int64)]
     last = np.minimum(_beats_by_sample(beat_t_s, first_sample, stop_sample, cfg.fs_hz), available) - 1
-    out = np.full(j.shape, np.nan)
-    ok = last >= 0
-    idx = last[ok]
-    fresh = s_t[ok] - beat_t_s[idx] <= cfg.max_hold_s
-    vals = np.full(idx.shape, np.nan)
-    vals[fresh] = UNITS_PER_MINUTE / nn_units[idx[fresh]]
-    out[ok] = vals
-    return out
+    # Per beat, then picked per sample; index -1 (no beat yet) picks the NaN / -inf
+    # appended at the end, which makes the sample missing.
+    hr = np.append(UNITS_PER_MINUTE / nn_units, np.nan)
+    beat_t = np.append(beat_t_s, -np.inf)
+    fresh = s_t - beat_t[last] <= cfg.max_hold_s
+    return np.where(fresh, hr[last], np.nan)
 
 
 def _beats_by_sample(beat_t_s: np.ndarray, first_sample: int, stop_sample: int, fs_hz: int) -> np.ndarray:
