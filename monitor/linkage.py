@@ -114,13 +114,13 @@ def window_terms(
 
 
 def strongest(r_all: np.ndarray, cfg: LinkageConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Per window (row), the r of largest magnitude over the lags (columns, from
+    """Per window (column), the r of largest magnitude over the lags (rows, from
     -max_lag_n up), the first such lag on a tie, and that lag (s); NaN where no lag
     has an r."""
     size = np.abs(r_all)
     np.fmax(size, -1.0, out=size)  # NaN (no r) becomes -1: below every real |r|
-    pick = np.argmax(size, axis=1)
-    r_best = r_all[np.arange(r_all.shape[0]), pick]
+    pick = np.argmax(size, axis=0)
+    r_best = r_all[pick, np.arange(r_all.shape[1])]
     lag = (pick - cfg.max_lag_n) / cfg.fs_hz
     return r_best, np.where(np.isfinite(r_best), lag, np.nan)
 

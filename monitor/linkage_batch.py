@@ -110,7 +110,7 @@ def _chunk(hr_a: np.ndarray, hr_b: np.ndarray, stop: np.ndarray, cfg: LinkageCon
     # L >= 0 (rows lag_n ..., back = L): a's window ends early, b's on time
     a_early = (_slide(y, lag_n + 1, n_win, d)[::-1] for y in (ua, va, wa))
     pearson(sab[lag_n:], *_pairs(a_early, (y[on_time] for y in (ub, vb, wb))), out=r[lag_n:])
-    return strongest(r.T, cfg)
+    return strongest(r, cfg)
 
 
 def _pairs(a_terms, b_terms) -> list[np.ndarray]:
