@@ -175,6 +175,14 @@ def _lengths(payloads: Sequence[bytes | bytearray | memoryview]) -> np.ndarray:
         return np.fromiter(map(len, payloads), dtype=np.int64, count=len(payloads))
 
 
+# Per flags byte (all 256 values): the byte where the RR values start (after the flags,
+# a uint8 or uint16 heart rate and the energy field if present), and whether the RR
+# flag is set. One table lookup per payload instead of a mask per flag.
+_ALL_FLAGS = np.arange(256)
+_RR_OFFSET = 2 + (_ALL_FLAGS & FLAG_HR_UINT16) + 2 * ((_ALL_FLAGS & FLAG_ENERGY_PRESENT) != 0)
+_RR_PRESENT = (_ALL_FLAGS & FLAG_RR_PRESENT) != 0
+
+
 def parse_hrm_many(payloads: Sequence[bytes | bytearray | memoryview]) -> HeartRateMeasurements:
     """Parse many Heart Rate Measurement (0x2A37) payloads in one vectorised pass.
 
@@ -185,45 +193,67 @@ def parse_hrm_many(payloads: Sequence[bytes | bytearray | memoryview]) -> HeartR
     """
     n = len(payloads)
     length = _lengths(payloads)
-    start = np.zeros(n, dtype=np.int64)
-    np.cumsum(length[:-1], out=start[1:])
+    start = np.cumsum(length)
+    start -= length
     # Padding lets the header be read at fixed offsets from every start, short or
     # empty payloads included; what is read past a payload's end is masked below.
-    buf = np.frombuffer(b"".join(payloads) + bytes(4), dtype=np.uint8).astype(np.int64)
+    raw = b"".join(payloads) + bytes(4)
+    buf = np.frombuffer(raw, dtype=np.uint8)
+    # The little-endian uint16 that starts at each byte: an unaligned view with a
+    # one-byte stride, so any uint16 field is read with one gather, not two and a shift.
+    word = np.ndarray((len(raw) - 1,), dtype="<u2", buffer=raw, strides=(1,))
     flags = buf[start]
-    hr_uint16 = (flags & FLAG_HR_UINT16) != 0
-    rr_present = (flags & FLAG_RR_PRESENT) != 0
-    hr_bpm = np.where(hr_uint16, buf[start + 1] | (buf[start + 2] << 8), buf[start + 1])
-    rr_offset = 2 + hr_uint16 + 2 * ((flags & FLAG_ENERGY_PRESENT) != 0)
-    # An empty payload lacks even the flags byte; rr_offset >= 2 covers that case too.
-    truncated = length < rr_offset
+    hr_bpm = buf[start + 1].astype(np.int64)
+    wide = np.flatnonzero(flags & FLAG_HR_UINT16)
+    if len(wide):  # straps seldom send a uint16 heart rate
+        hr_bpm[wide] = word[start[wide] + 1]
+    rr_offset = _RR_OFFSET[flags]
     rest = length - rr_offset
-    odd = ~truncated & rr_present & (rest % 2 == 1)
-    n_values = np.where(~truncated & ~odd & rr_present, rest // 2, 0)
+    # An empty payload lacks even the flags byte; rr_offset >= 2 covers that case too.
+    truncated = rest < 0
+    rr_present = _RR_PRESENT[flags] & ~truncated
+    odd = rr_present & ((rest & 1) == 1)
+    n_values = np.where(rr_present & ~odd, rest >> 1, 0)
 
-    # Every uint16 RR value: its notification, then its byte index in the buffer.
-    owner = np.repeat(np.arange(n), n_values)
-    first_value = np.cumsum(n_values) - n_values
-    byte = start[owner] + rr_offset[owner] + 2 * (np.arange(len(owner)) - first_value[owner])
-    units = buf[byte] | (buf[byte + 1] << 8)
-    zero = units == 0
-    zeros = np.bincount(owner[zero], minlength=n)
-    rr_count = n_values - zeros
-    hr_zero = ~truncated & ~odd & (hr_bpm == 0) & (rr_count == 0)
+    # Every uint16 RR value, read at its notification's RR start plus two bytes per
+    # value before it in that notification.
+    first_value = np.cumsum(n_values)
+    first_value -= n_values
+    base = start + rr_offset - 2 * first_value
+    byte = np.repeat(base, n_values)
+    byte += np.arange(0, 2 * len(byte), 2)
+    units = word[byte].astype(np.int64)
+    zero_at = np.flatnonzero(units == 0)
+    if len(zero_at):
+        owner = np.searchsorted(np.cumsum(n_values), zero_at, side="right")
+        zeros = np.bincount(owner, minlength=n)
+        rr_count = n_values - zeros
+        units = np.delete(units, zero_at)
+    else:
+        zeros = np.zeros(n, dtype=np.int64)
+        rr_count = n_values
+    hr_zero = (hr_bpm == 0) & (rr_count == 0) & ~truncated & ~odd
 
-    ok = ~(truncated | odd | hr_zero)
+    bad = np.flatnonzero(truncated | odd | hr_zero)
+    if len(bad) == 0:
+        ok = np.ones(n, dtype=bool)
+        return HeartRateMeasurements(ok, hr_bpm, rr_count, zeros, units)
+    ok = np.ones(n, dtype=bool)
+    ok[bad] = False
     # Reasons only for the rejected few, the first that applies in parse_hrm's order.
-    bad = np.flatnonzero(~ok)
     codes = np.where(truncated[bad], 0, np.where(odd[bad], 1, 2))
     names = ("truncated", "odd_rr_bytes", "hr_zero_no_rr")
     malformed = {i: names[c] for i, c in zip(bad.tolist(), codes.tolist())}
-    # A rejected notification (HR 0, only zero RR values) adds nothing, counts nothing.
+    # A rejected notification (HR 0, only zero RR values) adds nothing, counts nothing;
+    # its rr_count is 0 already (no values, or only zeros).
+    hr_bpm[bad] = 0
+    zeros[bad] = 0
     return HeartRateMeasurements(
         ok=ok,
-        hr_bpm=np.where(ok, hr_bpm, 0),
-        rr_count=np.where(ok, rr_count, 0),
-        rr_zero_dropped=np.where(ok, zeros, 0),
-        rr_units=units[~zero],
+        hr_bpm=hr_bpm,
+        rr_count=rr_count,
+        rr_zero_dropped=zeros,
+        rr_units=units,
         malformed=MappingProxyType(malformed),
     )
 
