@@ -79,32 +79,38 @@ def split_by_partner(
 
 def _anchors(
     arrival_s: np.ndarray, last_units: np.ndarray, forced: np.ndarray, cfg: BeatTimingConfig
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Per RR-carrying notification: the index of the notification its chain is anchored
-    to after placing it, and whether its first beat lost its predecessor."""
+    to after placing it, whether its first beat lost its predecessor, and how many
+    (re-)anchorings there were."""
     m = len(arrival_s)
-    anchor = np.arange(m)
     lost = forced.copy()
-    starts = np.flatnonzero(forced)
-    ends = np.append(starts[1:], m)
-    for begin, end in zip(starts.tolist(), ends.tolist()):
-        k, pos, width = begin, begin + 1, _FIRST_SCAN
+    starts = np.flatnonzero(forced).tolist()
+    anchored = []  # every (re-)anchoring, in order
+    for begin, end in zip(starts, starts[1:] + [m]):
+        anchored.append(begin)
+        # A chain's first scan reaches its end: a calm chain, the common case, is then
+        # one step. Only after a re-anchor do the scans start short and double.
+        k, pos, width = begin, begin + 1, end - begin
         while pos < end:
             hi = min(end, pos + width)
-            chain_s = arrival_s[k] + (last_units[pos:hi] - last_units[k]) / RR_UNITS_PER_SECOND
-            drift_s = chain_s - arrival_s[pos:hi]
-            behind = drift_s < -cfg.max_behind_s
-            out = behind | (drift_s > cfg.max_ahead_s)
-            if not out.any():
-                anchor[pos:hi] = k
+            drift_s = arrival_s[k] + (last_units[pos:hi] - last_units[k]) / RR_UNITS_PER_SECOND
+            drift_s -= arrival_s[pos:hi]
+            out = drift_s < -cfg.max_behind_s
+            out |= drift_s > cfg.max_ahead_s
+            first = int(out.argmax())
+            if not out[first]:
                 pos, width = hi, 2 * width
                 continue
-            first = int(np.argmax(out))
-            anchor[pos : pos + first] = k
-            k = pos + first  # re-anchored to itself (anchor[k] == k already)
-            lost[k] = behind[first]
+            k = pos + first
+            anchored.append(k)
+            lost[k] = drift_s[first] < -cfg.max_behind_s
             pos, width = k + 1, _FIRST_SCAN
-    return anchor, lost
+    # Each notification keeps the latest anchoring at or before it.
+    anchor = np.zeros(m, dtype=np.int64)
+    anchor[anchored] = anchored
+    np.maximum.accumulate(anchor, out=anchor)
+    return anchor, lost, len(anchored)
 
 
 def time_partner_beats(
@@ -115,43 +121,48 @@ def time_partner_beats(
     Beat times and arrivals in s since session start, RR in 1/1024 s. Follows DESIGN.md
     "Beat times", with BeatTimer's rules and arithmetic.
     """
-    n = len(records.payloads)
     hrm = parse_hrm_many(records.payloads)
     malformed = _malformed_counts(hrm.malformed, hrm.rr_zero_dropped)
 
-    carries = np.flatnonzero(hrm.rr_count > 0)  # the notifications that add beats
-    # Chain breaks (malformed notifications, connection changes) counted up to each
-    # notification: where the count grows between two RR-carrying notifications, the
-    # later one starts a new chain, as it does after a gap or as the very first.
-    breaks = np.zeros(n + 1, dtype=np.int64)
-    breaks[:n] = ~hrm.ok
-    np.add.at(breaks, np.asarray(records.status_before, dtype=np.int64), 1)
-    breaks_so_far = np.cumsum(breaks)[carries]
+    carries = np.flatnonzero(hrm.rr_count)  # the notifications that add beats
+    m = len(carries)
     arrival_s = _float_array(records.t_s)[carries]
-    forced = np.ones(len(carries), dtype=bool)
-    forced[1:] = (np.diff(breaks_so_far) > 0) | (np.diff(arrival_s) > cfg.max_gap_s)
+    # A chain starts at the first RR-carrying notification, after a gap, and at the
+    # first one at or after each chain break (a malformed notification, which never
+    # carries beats, or a connection change).
+    forced = np.empty(m, dtype=bool)
+    forced[:1] = True
+    np.greater(arrival_s[1:] - arrival_s[:-1], cfg.max_gap_s, out=forced[1:])
+    breaks = [*records.status_before, *hrm.malformed]
+    if breaks:
+        after = np.searchsorted(carries, breaks)
+        forced[after[after < m]] = True
 
     count = hrm.rr_count[carries]
+    ends = np.cumsum(count)
     cum_units = np.cumsum(hrm.rr_units)
-    last_units = cum_units[np.cumsum(count) - 1]
-    anchor, lost = _anchors(arrival_s, last_units, forced, cfg)
+    last_units = cum_units[ends - 1]
+    anchor, lost, anchorings = _anchors(arrival_s, last_units, forced, cfg)
 
     # Each beat takes the anchor its notification was left with, as in BeatTimer._place.
-    owner = np.repeat(np.arange(len(carries)), count)
-    beat_anchor = anchor[owner]
+    beat_anchor = np.repeat(anchor, count)
     t_raw = arrival_s[beat_anchor] + (cum_units - last_units[beat_anchor]) / RR_UNITS_PER_SECOND
-    first = np.zeros(len(owner), dtype=bool)
-    first[np.cumsum(count) - count] = True
-    damaged = hrm.rr_zero_dropped[carries][owner] > 0
+    # A beat follows its predecessor directly unless its notification dropped a zero RR
+    # value or it opens a notification whose chain was (re-)anchored with a lost beat.
+    contiguous = np.ones(len(t_raw), dtype=bool)
+    contiguous[(ends - count)[lost]] = False
+    dropped = hrm.rr_zero_dropped[carries]
+    if dropped.any():
+        contiguous &= np.repeat(dropped == 0, count)
     series = BeatSeries(
         # A re-anchor may reach back before the previous beat: keep time order.
         t_s=np.maximum.accumulate(t_raw),
         rr_units=hrm.rr_units,
-        contiguous=~damaged & ~(first & lost[owner]),
+        contiguous=contiguous,
         malformed=malformed,
-        arrival_t_s=arrival_s[owner],
+        arrival_t_s=np.repeat(arrival_s, count),
     )
-    return BatchBeats(series, int(np.count_nonzero(anchor == np.arange(len(anchor)))))
+    return BatchBeats(series, anchorings)
 
 
 def _float_array(values: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -164,6 +175,8 @@ def _float_array(values: Sequence[float] | np.ndarray) -> np.ndarray:
 
 def _malformed_counts(reasons: Mapping[int, str], rr_zero_dropped: np.ndarray) -> Mapping[str, int]:
     """Reason code -> count, keyed in order of first occurrence as BeatTimer's Counter is."""
+    if not reasons and not rr_zero_dropped.any():  # a clean recording, the usual case
+        return MappingProxyType({})
     first_at: dict[str, int] = {}
     for index, reason in sorted(reasons.items()):
         first_at.setdefault(reason, index)
