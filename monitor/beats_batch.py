@@ -24,11 +24,12 @@ from devices.hrs import RR_UNITS_PER_SECOND, parse_hrm_many
 from devices.records import Notification, Record, StatusChange
 from monitor.beats import BeatSeries, BeatTimingConfig
 
-# Notifications scanned for a drift past the band in the first step after a re-anchor;
-# the scan doubles while none is found, so a long calm stretch costs a few steps and a
-# stretch of frequent re-anchors costs no more than a short scan each. At a few hundred
-# notifications a step's time is NumPy's per-call cost, not the scan: 256 takes no
-# longer per step than 64 did, and a calm hour takes 6 steps, not 8.
+# A chain's first drift scan covers the whole chain, so a calm chain (most of them)
+# is one step, and all chains' first scans together touch each notification once.
+# After a re-anchor the scan starts at _FIRST_SCAN notifications and doubles while no
+# drift past the band is found: a stretch of frequent re-anchors then costs a short
+# scan each, not a scan to the chain's end each. At a few hundred notifications a
+# step's time is NumPy's per-call cost, not the scan: 256 takes no longer than 64.
 _FIRST_SCAN = 256
 
 
