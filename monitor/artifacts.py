@@ -42,7 +42,7 @@ from enum import IntFlag
 import numpy as np
 
 from devices.hrs import RR_UNITS_PER_SECOND
-from monitor.beat_windows import Segments, pick, window_quantiles
+from monitor.beat_windows import Segments, pick, window_quantiles, window_quantiles_many
 
 LOOKAHEAD_BEATS = 2
 
@@ -203,8 +203,6 @@ def _classify(rr: np.ndarray, out_of_range: np.ndarray, s: Segments, cfg: Artifa
     (med,), _ = window_quantiles(rr, usable, s, mw - 1 - la, la, (0.5,))
     cap = cfg.threshold_cap * med if cfg.threshold_cap > 0 else np.full(n, np.inf)
     floor = cfg.threshold_floor * med
-    (q1, q3), m1 = window_quantiles(np.abs(drr), d_usable, s, tw - 1 - la, la, (0.25, 0.75))
-    th1 = _threshold(q1, q3, m1, cfg, cap, floor)
     has_med = np.isfinite(med)  # false only where every beat in reach is out of range
     every_med = bool(has_med.all())
     if every_med:  # nearly always: no masks needed
@@ -213,8 +211,12 @@ def _classify(rr: np.ndarray, out_of_range: np.ndarray, s: Segments, cfg: Artifa
         mrr2 = np.where(has_med, 2.0 * rr - 2.0 * np.where(has_med, med, 0.0), 0.0).astype(np.int64)
         usable &= has_med
     np.multiply(mrr2, 2, out=mrr2, where=mrr2 < 0)  # twice mRR: whole even when med ends in .5
-    (q1, q3), m2 = window_quantiles(np.abs(mrr2), usable, s, tw - 1, 0, (0.25, 0.75))
-    th2 = _threshold(q1 / 2.0, q3 / 2.0, m2, cfg, cap, floor)
+    # Both quartile-deviation windows are 91 wide: one pass of window_quantiles_many.
+    ((q1, q3), m1), ((p1, p3), m2) = window_quantiles_many(
+        [(np.abs(drr), d_usable, tw - 1 - la, la), (np.abs(mrr2), usable, tw - 1, 0)], s, (0.25, 0.75)
+    )
+    th1 = _threshold(q1, q3, m1, cfg, cap, floor)
+    th2 = _threshold(p1 / 2.0, p3 / 2.0, m2, cfg, cap, floor)
 
     # dRR of beat i + k within i's segment, NaN outside it. d is NaN at each segment's
     # first beat, so a beat after a gap needs no mask; only a step over one does.

@@ -56,56 +56,89 @@ def window_quantiles(
     """Quantiles of the usable integer values in beats i-before .. i+after of i's segment.
 
     Linear interpolation between order statistics (numpy's default), NaN for an empty
-    window; also returns the count of values per window. Full windows (every value
-    usable, none cut by a gap or an array end) take their order statistics from
-    ``_window_ranks``; the others (about one in ten in a recording with artifacts) are
-    sorted one by one. The arithmetic after the order statistics is per window, so a
-    window gives the same bits in a batch call and in a live call.
+    window; also returns the count of values per window. See ``window_quantiles_many``.
     """
-    n, width = len(values), before + after + 1
-    lo, hi = s.bounds(before, after)
-    count = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(usable, out=count[1:])
-    m = count[hi] - count[lo]
-    part = np.flatnonzero(m != width)  # cut by a gap or an array end, or holding unusable values
+    return window_quantiles_many([(values, usable, before, after)], s, qs)[0]
+
+
+def window_quantiles_many(
+    jobs: list[tuple[np.ndarray, np.ndarray, int, int]], s: Segments, qs: tuple[float, ...]
+) -> list[tuple[list[np.ndarray], np.ndarray]]:
+    """``window_quantiles`` for several (values, usable, before, after) over the same
+    segments, all with the same window width, done in one pass: each step is a few
+    NumPy calls on short arrays, so two series laid end to end cost little more than one.
+
+    Full windows (every value usable, none cut by a gap or an array end) take their
+    order statistics from ``_window_ranks``; the others (about one in ten in a recording
+    with artifacts) are sorted one by one. The arithmetic after the order statistics is
+    per window, so a window gives the same bits in a batch call and in a live call.
+    """
+    n = len(s.idx)
+    width = jobs[0][2] + jobs[0][3] + 1
+    if any(before + after + 1 != width for _, _, before, after in jobs):
+        raise ValueError("window_quantiles_many needs windows of one width")
+    ms, parts = [], []
+    for _, usable, before, after in jobs:
+        lo, hi = s.bounds(before, after)
+        count = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(usable, out=count[1:])
+        ms.append(count[hi] - count[lo])
+        parts.append(np.flatnonzero(ms[-1] != width))  # cut by a gap or an array end, or holding unusable values
     # Positions q * (width - 1) of a full window; where the fraction is 0 the upper
     # neighbour is not needed (a + 0 * (b - a) is a).
     full = [(q * (width - 1), int(np.floor(q * (width - 1)))) for q in qs]
     ranks = sorted({r for pos, lo_r in full for r in ((lo_r, lo_r + 1) if pos > lo_r else (lo_r,))})
     block = min(_BLOCK, ranks[0] + 1, width - ranks[-1])
-    if block < 2 or 2 * len(part) > n:  # no room for blocks, or mostly cut (a short array)
-        part = np.arange(n)
-    nb = -(-n // block) if len(part) < n else 0
-    pad = np.full(max(nb * block, n) + width - 1, MISSING, dtype=np.int32)
-    pad[before : before + n] = np.where(usable, values, MISSING)
-    out = []
-    if len(part) < n:
-        by_rank = dict(zip(ranks, _window_ranks(pad, n, width, ranks, block)))
+    if block < 2 or any(2 * len(part) > n for part in parts):  # no room for blocks, or mostly cut (a short array)
+        parts = [np.arange(n) for _ in jobs]
+    outs: list[list[np.ndarray]] = []
+    if len(parts[0]) < n:
+        # The series one after another in one pad, each in a stretch of a whole number
+        # of blocks with at least width - 1 MISSING values after it.
+        nb = -(-n // block)
+        stretch = -(-(nb * block + width - 1) // block) * block
+        pad = np.full(len(jobs) * stretch, MISSING, dtype=np.int32)
+        for j, (values, usable, before, _) in enumerate(jobs):
+            at = j * stretch + before
+            pad[at : at + n] = np.where(usable, values, MISSING)
+        by_rank = dict(zip(ranks, _window_ranks(pad, (len(jobs) - 1) * stretch + n, width, ranks, block)))
+        flat = []
         for pos, lo_r in full:
             a = by_rank[lo_r].astype(np.float64)
             b = by_rank[lo_r + 1].astype(np.float64) if pos > lo_r else a
-            out.append((a + (pos - lo_r) * (b - a)).T.reshape(-1)[:n])  # back to beat order
+            flat.append((a + (pos - lo_r) * (b - a)).T.reshape(-1))  # back to beat order
+        outs = [[f[j * stretch : j * stretch + n] for f in flat] for j in range(len(jobs))]
     else:
-        out = [np.empty(n) for _ in qs]
-    if len(part):
-        # Beyond the array ends pad holds MISSING already. Across a gap, a copy of it with
-        # width - 1 MISSING values between segments keeps every window inside its own.
-        rows_pad, at = pad, part
+        outs = [[np.empty(n) for _ in qs] for _ in jobs]
+    if sum(len(part) for part in parts):
+        # Beyond the array ends the rows hold MISSING. Across a gap, width - 1 MISSING
+        # values between segments keep every window inside its own.
         gaps = int(s.seg[-1])
-        if gaps:
-            shift = s.seg * (width - 1)
-            rows_pad = np.full(n + (gaps + 1) * (width - 1), MISSING, dtype=np.int32)
-            rows_pad[before + s.idx + shift] = pad[before : before + n]
-            at = part + shift[part]
+        size = n + (gaps + 1) * (width - 1)
+        rows_pad = np.full(len(jobs) * size, MISSING, dtype=np.int32)
+        shift = s.seg * (width - 1) if gaps else None
+        ats = []
+        for j, ((values, usable, before, _), part) in enumerate(zip(jobs, parts)):
+            kept = np.where(usable, values, MISSING)
+            if gaps:
+                rows_pad[j * size + before + s.idx + shift] = kept
+                ats.append(j * size + part + shift[part])
+            else:
+                rows_pad[j * size + before : j * size + before + n] = kept
+                ats.append(j * size + part)
         # Row i is rows_pad[i : i + width] (sliding_window_view's result, without its
         # checks; the ndarray constructor builds the view several times faster than as_strided)
         step = rows_pad.strides[0]
         win = np.ndarray((len(rows_pad) - width + 1, width), dtype=np.int32, buffer=rows_pad, strides=(step, step))
-        rows = win[at]
+        rows = win[np.concatenate(ats)]
         rows.sort(axis=1)
-        for value, got in zip(out, pick(rows, m[part], qs)):
-            value[part] = got
-    return out, m
+        got = pick(rows, np.concatenate([m[part] for m, part in zip(ms, parts)]), qs)
+        done = 0
+        for out, part in zip(outs, parts):
+            for value, g in zip(out, got):
+                value[part] = g[done : done + len(part)]
+            done += len(part)
+    return list(zip(outs, ms))
 
 
 def pick(srt: np.ndarray, m: np.ndarray, qs: tuple[float, ...]) -> list[np.ndarray]:

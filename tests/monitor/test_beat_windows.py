@@ -10,7 +10,7 @@ import itertools
 import numpy as np
 import pytest
 
-from monitor.beat_windows import MISSING, Segments, _comparators, _window_ranks, window_quantiles
+from monitor.beat_windows import MISSING, Segments, _comparators, _window_ranks, window_quantiles, window_quantiles_many
 
 
 def sorted_window_quantiles(values, usable, segs, before, after, qs):
@@ -50,6 +50,32 @@ def test_window_quantiles_match_numpy_on_every_window():
             else:
                 assert np.isnan(q1[i]) and np.isnan(q3[i])
 
+
+
+@pytest.mark.parametrize("shares", [(0.0, 0.0), (0.003, 0.05), (0.0, 0.6), (0.6, 0.003)])
+@pytest.mark.parametrize("gaps", [[], [300, 301, 640]])
+def test_window_quantiles_many_equal_each_series_sorted_to_the_bit(shares, gaps):
+    # Two series of one width in one pass (the Th1 and Th2 windows): each must get what
+    # sorting its own windows gives, whichever path (blocks or rows) the pass takes.
+    rng = np.random.default_rng(len(gaps) + int(sum(shares) * 1000))
+    n = 997
+    contiguous = np.ones(n, dtype=bool)
+    contiguous[gaps] = False
+    segs = Segments(contiguous)
+    jobs = [(rng.integers(0, 60, n), rng.random(n) >= share, before, after) for share, (before, after) in zip(shares, ((88, 2), (90, 0)))]
+    results = window_quantiles_many(jobs, segs, (0.25, 0.75))
+    for (values, usable, before, after), (got, m) in zip(jobs, results):
+        want, counts = sorted_window_quantiles(values, usable, segs, before, after, (0.25, 0.75))
+        np.testing.assert_array_equal(m, counts)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+
+
+def test_window_quantiles_many_refuses_mixed_widths():
+    segs = Segments(np.ones(50, dtype=bool))
+    values, usable = np.arange(50), np.ones(50, dtype=bool)
+    with pytest.raises(ValueError):
+        window_quantiles_many([(values, usable, 8, 2), (values, usable, 90, 0)], segs, (0.5,))
 
 @pytest.mark.parametrize("unusable_share", [0.0, 0.003, 0.05, 0.6])
 @pytest.mark.parametrize("before, after, qs", [(88, 2, (0.25, 0.75)), (8, 2, (0.5,)), (90, 0, (0.25, 0.75)), (5, 1, (0.1, 0.5, 0.9))])
