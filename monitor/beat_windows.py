@@ -30,9 +30,10 @@ class Segments:
         if n:
             self.brk[0] = True  # nothing before the array is known
         self.seg = np.cumsum(self.brk) - 1
-        starts = np.flatnonzero(self.brk)
-        self.start = starts[self.seg]
-        self.end = np.append(starts[1:], n)[self.seg]
+        self.starts = np.flatnonzero(self.brk).tolist()  # each segment's first beat
+        self.ends = self.starts[1:] + [n]  # and one past its last
+        self.start = np.array(self.starts, dtype=np.int64)[self.seg]
+        self.end = np.array(self.ends, dtype=np.int64)[self.seg]
         self.idx = np.arange(n)
 
     def shift(self, values: np.ndarray, k: int, at: np.ndarray | None = None) -> np.ndarray:
@@ -77,8 +78,9 @@ def window_quantiles_many(
     width = jobs[0][2] + jobs[0][3] + 1
     if any(before + after + 1 != width for _, _, before, after in jobs):
         raise ValueError("window_quantiles_many needs windows of one width")
-    ms, parts = [], []
-    for _, usable, before, after in jobs:
+    ms, parts, kept = [], [], []
+    for values, usable, before, after in jobs:
+        kept.append(np.where(usable, values, MISSING))
         lo, hi = s.bounds(before, after)
         count = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(usable, out=count[1:])
@@ -92,15 +94,15 @@ def window_quantiles_many(
     if block < 2 or any(2 * len(part) > n for part in parts):  # no room for blocks, or mostly cut (a short array)
         parts = [np.arange(n) for _ in jobs]
     outs: list[list[np.ndarray]] = []
+    pad = None
     if len(parts[0]) < n:
         # The series one after another in one pad, each in a stretch of a whole number
         # of blocks with at least width - 1 MISSING values after it.
         nb = -(-n // block)
         stretch = -(-(nb * block + width - 1) // block) * block
         pad = np.full(len(jobs) * stretch, MISSING, dtype=np.int32)
-        for j, (values, usable, before, _) in enumerate(jobs):
-            at = j * stretch + before
-            pad[at : at + n] = np.where(usable, values, MISSING)
+        for j, (_, _, before, _) in enumerate(jobs):
+            pad[j * stretch + before : j * stretch + before + n] = kept[j]
         by_rank = dict(zip(ranks, _window_ranks(pad, (len(jobs) - 1) * stretch + n, width, ranks, block)))
         flat = []
         for pos, lo_r in full:
@@ -114,18 +116,21 @@ def window_quantiles_many(
         # Beyond the array ends the rows hold MISSING. Across a gap, width - 1 MISSING
         # values between segments keep every window inside its own.
         gaps = int(s.seg[-1])
-        size = n + (gaps + 1) * (width - 1)
-        rows_pad = np.full(len(jobs) * size, MISSING, dtype=np.int32)
-        shift = s.seg * (width - 1) if gaps else None
-        ats = []
-        for j, ((values, usable, before, _), part) in enumerate(zip(jobs, parts)):
-            kept = np.where(usable, values, MISSING)
-            if gaps:
-                rows_pad[j * size + before + s.idx + shift] = kept
+        if pad is not None and not gaps:  # the blocks' pad has the rows already
+            rows_pad, ats = pad, [j * stretch + part for j, part in enumerate(parts)]
+        else:
+            size = n + (gaps + 1) * (width - 1)
+            rows_pad = np.full(len(jobs) * size, MISSING, dtype=np.int32)
+            shift = s.seg * (width - 1)
+            ats = []
+            for j, ((_, _, before, _), part) in enumerate(zip(jobs, parts)):
+                base = j * size + before
+                if gaps < 16:  # a slice per segment: cheaper than a scatter while they are few
+                    for g, (a, b) in enumerate(zip(s.starts, s.ends)):
+                        rows_pad[base + a + g * (width - 1) : base + b + g * (width - 1)] = kept[j][a:b]
+                else:
+                    rows_pad[base + s.idx + shift] = kept[j]
                 ats.append(j * size + part + shift[part])
-            else:
-                rows_pad[j * size + before : j * size + before + n] = kept
-                ats.append(j * size + part)
         # Row i is rows_pad[i : i + width] (sliding_window_view's result, without its
         # checks; the ndarray constructor builds the view several times faster than as_strided)
         step = rows_pad.strides[0]
