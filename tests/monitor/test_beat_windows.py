@@ -53,7 +53,7 @@ def test_window_quantiles_match_numpy_on_every_window():
 
 
 @pytest.mark.parametrize("shares", [(0.0, 0.0), (0.003, 0.05), (0.0, 0.6), (0.6, 0.003)])
-@pytest.mark.parametrize("gaps", [[], [300, 301, 640]])
+@pytest.mark.parametrize("gaps", [[], [300, 301, 640], list(range(20, 997, 37))])  # none, few (slices), many (scatter)
 def test_window_quantiles_many_equal_each_series_sorted_to_the_bit(shares, gaps):
     # Two series of one width in one pass (the Th1 and Th2 windows): each must get what
     # sorting its own windows gives, whichever path (blocks or rows) the pass takes.
