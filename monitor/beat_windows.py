@@ -195,7 +195,7 @@ def _window_ranks(pad: np.ndarray, n: int, width: int, ranks: list[int], block: 
     for x, y in _comparators(e):
         own[x], own[y] = np.minimum(own[x], own[y]), np.maximum(own[x], own[y])
     need = sorted({t for r in ranks for t in range(r - e, r + 1)})
-    band = dict(zip(need, core[:, need].T.copy()))  # the core ranks needed, each along the blocks
+    band = dict(zip(need, core.T[need]))  # the core ranks needed, each along the blocks (one gather)
     out = []
     for r in ranks:
         value = np.maximum(band[r - 1], own[0])
