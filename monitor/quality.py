@@ -85,8 +85,8 @@ def max_gap_s(
     gaps = np.diff(t)  # gaps[k - 1] ends at beat k
     a, b = np.maximum(lo, 1) - 1, hi - 1  # gaps a .. b-1 end at beats max(lo, 1) .. hi-1
     ok = b > a
-    if not ok.any():
-        return np.maximum(np.full(len(ticks), -np.inf), tail)
+    if not ok.any():  # no window holds two beats: only the time since the last beat
+        return tail
     # Every tick is looked up, those without a gap (not ok) at a clipped place whose
     # value is then dropped: cheaper than picking the others out and back in.
     widths = np.maximum(b - a, 1)
